@@ -1,0 +1,32 @@
+"""One small component per skew of the schema (DESIGN.md section 3)."""
+
+from sim2real.skews.actuation import ActuationNoise, Deadband
+from sim2real.skews.dynamics import (
+    ActuatorStrength,
+    DampingScale,
+    FrictionScale,
+    Gravity,
+    MassScale,
+    ModelSkews,
+)
+from sim2real.skews.sensing import SensorBias, SensorDropout, SensorNoise, Sensors
+from sim2real.skews.timing import ActionLatency, Latency, ObservationLatency, substep_schedule
+
+__all__ = [
+    "ActionLatency",
+    "ActuationNoise",
+    "ActuatorStrength",
+    "DampingScale",
+    "Deadband",
+    "FrictionScale",
+    "Gravity",
+    "Latency",
+    "MassScale",
+    "ModelSkews",
+    "ObservationLatency",
+    "SensorBias",
+    "SensorDropout",
+    "SensorNoise",
+    "Sensors",
+    "substep_schedule",
+]

@@ -1,0 +1,171 @@
+"""Dynamics skews: in-place edits of the MuJoCo model, always relative to its nominal values.
+
+Each class stores the nominal values it touches when it is built and writes
+``nominal * value`` on every :meth:`apply`, so a thousand resets never compound.
+A value may be one number (shared by every body, geom, dof or actuator) or an
+array with one number per element (independent per-element draws).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mujoco
+import numpy as np
+
+Value = float | np.ndarray
+
+
+class _ScaleSkew:
+    """Base for a multiplicative skew on one model array."""
+
+    field = ""
+    unit = "x nominal"
+
+    def __init__(self, model: mujoco.MjModel) -> None:
+        self.model = model
+        self.nominal = self._target().copy()
+
+    def _target(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def apply(self, value: Value) -> None:
+        target = self._target()
+        target[...] = self.nominal * _per_row(value, self.nominal)
+
+    def restore(self) -> None:
+        self._target()[...] = self.nominal
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(field={self.field!r}, unit={self.unit!r})"
+
+
+def _per_row(value: Value, nominal: np.ndarray) -> Any:
+    """Broadcast a scalar or a per-element array against the rows of ``nominal``."""
+    value = np.asarray(value, dtype=np.float64)
+    if value.ndim == 0:
+        return value
+    if value.shape[0] != nominal.shape[0]:
+        raise ValueError(f"expected {nominal.shape[0]} per-element values, got {value.shape[0]}")
+    return value.reshape((-1,) + (1,) * (nominal.ndim - 1))
+
+
+class FrictionScale(_ScaleSkew):
+    """Scales the sliding friction coefficient of every geom (``geom_friction[:, 0]``).
+
+    Unit: multiple of the nominal coefficient (dimensionless). Torsional and
+    rolling friction are left alone.
+    """
+
+    field = "dynamics.friction_scale"
+
+    def _target(self) -> np.ndarray:
+        return self.model.geom_friction[:, 0]
+
+
+class DampingScale(_ScaleSkew):
+    """Scales the viscous damping of every degree of freedom (``dof_damping``, N·m·s/rad)."""
+
+    field = "dynamics.damping_scale"
+
+    def _target(self) -> np.ndarray:
+        return self.model.dof_damping
+
+
+class ActuatorStrength(_ScaleSkew):
+    """Scales every actuator's gear (``actuator_gear``): torque per unit command.
+
+    Unit: multiple of the nominal gear. A weaker motor (0.85) yields 85 % of the
+    nominal torque for the same command.
+    """
+
+    field = "dynamics.actuator_strength"
+
+    def _target(self) -> np.ndarray:
+        return self.model.actuator_gear
+
+
+class MassScale:
+    """Scales every body's mass (kg) and rotational inertia (kg·m²) by the same factor.
+
+    Derived quantities (subtree masses, inverse weights, actuator
+    accelerations) are recomputed with ``mj_setConst`` on a private ``MjData``,
+    so the simulation's own state is never touched.
+    """
+
+    field = "dynamics.mass_scale"
+    unit = "x nominal"
+
+    def __init__(self, model: mujoco.MjModel) -> None:
+        self.model = model
+        self.nominal_mass = model.body_mass.copy()
+        self.nominal_inertia = model.body_inertia.copy()
+        self._scratch = mujoco.MjData(model)
+
+    def apply(self, value: Value) -> None:
+        self.model.body_mass[:] = self.nominal_mass * _per_row(value, self.nominal_mass)
+        self.model.body_inertia[:] = self.nominal_inertia * _per_row(value, self.nominal_inertia)
+        mujoco.mj_setConst(self.model, self._scratch)
+
+    def restore(self) -> None:
+        self.apply(1.0)
+
+    def __repr__(self) -> str:
+        return f"MassScale(field={self.field!r}, unit={self.unit!r})"
+
+
+class Gravity:
+    """Sets the gravity vector (``opt.gravity``, m/s²); ``None`` restores the model's own."""
+
+    field = "dynamics.gravity"
+    unit = "m/s^2"
+
+    def __init__(self, model: mujoco.MjModel) -> None:
+        self.model = model
+        self.nominal = model.opt.gravity.copy()
+
+    def apply(self, value: Value | list[float] | None) -> None:
+        self.model.opt.gravity[:] = self.nominal if value is None else value
+
+    def restore(self) -> None:
+        self.model.opt.gravity[:] = self.nominal
+
+    def __repr__(self) -> str:
+        return f"Gravity(field={self.field!r}, unit={self.unit!r})"
+
+
+class ModelSkews:
+    """The five dynamics skews of one model, applied only when a value changes.
+
+    ``apply(values)`` takes ``{"friction_scale": 0.7, ...}``; omitted fields go
+    back to nominal. :meth:`restore` leaves the model exactly nominal.
+    """
+
+    def __init__(self, model: mujoco.MjModel) -> None:
+        self.skews = {
+            "friction_scale": FrictionScale(model),
+            "mass_scale": MassScale(model),
+            "damping_scale": DampingScale(model),
+            "actuator_strength": ActuatorStrength(model),
+            "gravity": Gravity(model),
+        }
+        self._applied: dict[str, Any] = {}
+
+    def apply(self, values: dict[str, Any]) -> None:
+        for name, skew in self.skews.items():
+            value = values.get(name)
+            nominal = value is None or (name != "gravity" and np.all(np.asarray(value) == 1.0))
+            current = self._applied.get(name)
+            if nominal and current is None:
+                continue
+            if not nominal and current is not None and np.array_equal(current, value):
+                continue
+            if nominal:
+                skew.restore()
+                self._applied.pop(name)
+            else:
+                skew.apply(value)
+                self._applied[name] = np.array(value, dtype=np.float64)
+
+    def restore(self) -> None:
+        self.apply({})

@@ -1,0 +1,429 @@
+"""Train Stable-Baselines3 policies on the sim variant of a task, optionally with domain randomization.
+
+One call, :func:`train`, builds the environment stack (readable top to bottom in
+:func:`_make_vec_env`), reads the hyperparameters from
+``configs/train/<task_lower>_<algo>.yaml``, trains, and writes into ``out/``:
+
+- ``model.zip`` and, when observations are normalized, ``vecnormalize.pkl``;
+- ``metadata.json``: what was trained, with which config, code and packages;
+- ``tb/`` TensorBoard logs and ``checkpoints/`` (each with its VecNormalize stats).
+
+:func:`evaluate_sim_return` measures a trained policy the way the manifest reports
+it: raw return of deterministic actions on fresh sim episodes, statistics frozen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import platform
+import re
+import subprocess
+import time
+from collections.abc import Callable, Iterable
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+import yaml
+from stable_baselines3 import PPO, SAC, TD3
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import CheckpointCallback
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.noise import NormalActionNoise
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
+
+from sim2real.paths import data_dir
+
+TASKS: tuple[str, ...] = (
+    "InvertedPendulum",
+    "InvertedDoublePendulum",
+    "Reacher",
+    "Hopper",
+    "HalfCheetah",
+    "Walker2d",
+    "Ant",
+)
+ALGOS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "sac": SAC, "td3": TD3}
+_ACTIVATIONS: dict[str, type[torch.nn.Module]] = {
+    "tanh": torch.nn.Tanh,
+    "relu": torch.nn.ReLU,
+    "elu": torch.nn.ELU,
+}
+MODEL_FILE = "model.zip"
+VECNORMALIZE_FILE = "vecnormalize.pkl"
+METADATA_FILE = "metadata.json"
+_CONFIG_KEYS = {"timesteps", "n_envs", "policy", "normalize", "checkpoint_freq", "hyperparameters"}
+
+
+def config_path(task: str, algo: str) -> Path:
+    """Return the shipped hyperparameter file for ``task`` and ``algo`` (it may not exist)."""
+    return data_dir("configs") / "train" / f"{task.lower()}_{algo}.yaml"
+
+
+def load_config(path: Path) -> dict[str, Any]:
+    """Read a training config and check its top-level keys."""
+    config = yaml.safe_load(Path(path).read_text()) or {}
+    if not isinstance(config, dict):
+        raise ValueError(f"config {path} must be a mapping, got {type(config).__name__}")
+    unknown = sorted(set(config) - _CONFIG_KEYS)
+    if unknown:
+        raise ValueError(
+            f"config {path}: unknown keys {unknown}; allowed: {', '.join(sorted(_CONFIG_KEYS))}"
+        )
+    if "hyperparameters" not in config:
+        raise ValueError(f"config {path}: missing 'hyperparameters' mapping")
+    return config
+
+
+def _validate(
+    task: str,
+    algo: str,
+    timesteps: int | None,
+    config: Path | None,
+    resume: Path | None,
+    randomization: str | Path | dict | None,
+) -> Path:
+    """Check user input before any work; return the config path to use."""
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+    if algo not in ALGOS:
+        raise ValueError(f"algo must be one of {', '.join(ALGOS)}, got {algo!r}")
+    if timesteps is not None and (
+        isinstance(timesteps, bool) or not isinstance(timesteps, int) or timesteps <= 0
+    ):
+        raise ValueError(f"timesteps must be a positive integer, got {timesteps!r}")
+    path = Path(config) if config is not None else config_path(task, algo)
+    if not path.is_file():
+        raise ValueError(f"config must be an existing YAML file, got {str(path)!r}")
+    if resume is not None and not Path(resume).is_file():
+        raise ValueError(f"resume must be an existing checkpoint .zip, got {str(resume)!r}")
+    if isinstance(randomization, (str, Path)) and not Path(randomization).is_file():
+        raise ValueError(
+            f"randomization must be a spec mapping or an existing YAML file, got {randomization!r}"
+        )
+    return path
+
+
+def _resolve_randomization(spec: str | Path | dict | None) -> dict | None:
+    """Return the randomization spec as a plain mapping (read from YAML when a path)."""
+    if spec is None or isinstance(spec, dict):
+        return spec
+    return yaml.safe_load(Path(spec).read_text())
+
+
+def _make_env(task: str, randomization: dict | None) -> gym.Env:
+    """Build one training env: the sim variant, or the task under domain randomization."""
+    if randomization is not None:
+        import sim2real
+
+        return sim2real.make(task, randomization=randomization)
+    try:
+        import sim2real
+    except ImportError:
+        pass
+    env_id = f"sim2real/{task}-sim-v0"
+    return gym.make(env_id if env_id in gym.registry else f"{task}-v5")
+
+
+def _make_vec_env(
+    task: str, randomization: dict | None, n_envs: int, normalize: dict, gamma: float
+) -> VecEnv:
+    """The experiment's wrapper stack: env -> Monitor (raw returns) -> DummyVecEnv -> VecNormalize."""
+    venv: VecEnv = DummyVecEnv(
+        [lambda: Monitor(_make_env(task, randomization)) for _ in range(n_envs)]
+    )
+    if normalize.get("obs") or normalize.get("reward"):
+        venv = VecNormalize(
+            venv,
+            norm_obs=bool(normalize.get("obs")),
+            norm_reward=bool(normalize.get("reward")),
+            clip_obs=float(normalize.get("clip_obs", 10.0)),
+            gamma=gamma,
+        )
+    return venv
+
+
+def _linear_schedule(start: float) -> Callable[[float], float]:
+    """Learning rate decaying linearly from ``start`` to 0 over training."""
+
+    def schedule(progress_remaining: float) -> float:
+        return progress_remaining * start
+
+    return schedule
+
+
+def _algo_kwargs(hyperparameters: dict[str, Any], n_actions: int) -> dict[str, Any]:
+    """Turn YAML hyperparameters into SB3 constructor arguments."""
+    kwargs = dict(hyperparameters)
+    lr = kwargs.get("learning_rate")
+    if isinstance(lr, str):
+        match = re.fullmatch(r"lin_([0-9.eE+-]+)", lr)
+        if not match:
+            raise ValueError(f"learning_rate must be a number or 'lin_<number>', got {lr!r}")
+        kwargs["learning_rate"] = _linear_schedule(float(match.group(1)))
+    policy_kwargs = dict(kwargs.pop("policy_kwargs", None) or {})
+    if "activation_fn" in policy_kwargs:
+        name = policy_kwargs["activation_fn"]
+        if name not in _ACTIVATIONS:
+            raise ValueError(
+                f"activation_fn must be one of {', '.join(_ACTIVATIONS)}, got {name!r}"
+            )
+        policy_kwargs["activation_fn"] = _ACTIVATIONS[name]
+    if policy_kwargs:
+        kwargs["policy_kwargs"] = policy_kwargs
+    noise_std = kwargs.pop("action_noise_std", None)
+    if noise_std is not None:
+        kwargs["action_noise"] = NormalActionNoise(
+            np.zeros(n_actions), float(noise_std) * np.ones(n_actions)
+        )
+    return kwargs
+
+
+def _vecnormalize_of(checkpoint: Path) -> Path:
+    """The VecNormalize file CheckpointCallback saved next to ``checkpoint``."""
+    match = re.fullmatch(r"(.*)_(\d+)_steps\.zip", checkpoint.name)
+    if not match:
+        raise ValueError(f"resume must be a checkpoint '<prefix>_<N>_steps.zip', got {checkpoint}")
+    return checkpoint.with_name(f"{match.group(1)}_vecnormalize_{match.group(2)}_steps.pkl")
+
+
+def _package_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {}
+    for name in ("sim2real", "torch", "stable-baselines3", "gymnasium", "mujoco", "numpy"):
+        try:
+            versions[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            versions[name] = None
+    versions["python"] = platform.python_version()
+    return versions
+
+
+def _git_commit() -> str | None:
+    """The checkout's commit (suffixed ``-dirty`` if tracked files changed), or None."""
+    repo = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", "sim2real", "configs"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return f"{commit}-dirty" if dirty else commit
+
+
+def _episode_stats(model: BaseAlgorithm) -> dict[str, float | int | None]:
+    """Raw returns of the last (up to 100) training episodes, from the Monitor wrapper."""
+    returns = np.array([info["r"] for info in model.ep_info_buffer or []], dtype=float)
+    lengths = np.array([info["l"] for info in model.ep_info_buffer or []], dtype=float)
+    if returns.size == 0:
+        return {"episodes": 0, "return_mean": None, "return_std": None, "length_mean": None}
+    return {
+        "episodes": int(returns.size),
+        "return_mean": float(returns.mean()),
+        "return_std": float(returns.std()),
+        "length_mean": float(lengths.mean()),
+    }
+
+
+def train(
+    task: str,
+    algo: str = "ppo",
+    *,
+    seed: int = 0,
+    timesteps: int | None = None,
+    out: Path,
+    randomization: str | Path | dict | None = None,
+    config: Path | None = None,
+    resume: Path | None = None,
+    progress: bool = True,
+) -> Path:
+    """Train a policy and write its artefacts to ``out``.
+
+    Args:
+        task: a built-in task name, e.g. ``"Hopper"``.
+        algo: ``"ppo"``, ``"sac"`` or ``"td3"``.
+        seed: seeds the model, the env resets and torch.
+        timesteps: total environment steps; defaults to the config's ``timesteps``.
+        out: output folder (created).
+        randomization: a randomization spec (mapping or YAML path); None trains on sim only.
+        config: a hyperparameter YAML; defaults to ``configs/train/<task_lower>_<algo>.yaml``.
+        resume: a checkpoint zip from ``out/checkpoints``; training continues to ``timesteps``.
+        progress: show a progress bar.
+
+    Returns:
+        The output folder.
+
+    Raises:
+        ValueError: on an unknown task or algo, a missing file or non-positive timesteps.
+    """
+    cfg_path = _validate(task, algo, timesteps, config, resume, randomization)
+    cfg = load_config(cfg_path)
+    total = int(timesteps if timesteps is not None else cfg.get("timesteps", 0))
+    if total <= 0:
+        raise ValueError(f"timesteps must be a positive integer, got {total!r} (from {cfg_path})")
+    spec = _resolve_randomization(randomization)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    torch.set_num_threads(1)
+    hyper = dict(cfg["hyperparameters"])
+    normalize = dict(cfg.get("normalize") or {})
+    venv = _make_vec_env(task, spec, int(cfg.get("n_envs", 1)), normalize, hyper.get("gamma", 0.99))
+    venv.seed(seed)
+    algo_cls = ALGOS[algo]
+    n_actions = int(np.prod(venv.action_space.shape))
+
+    if resume is not None:
+        resume = Path(resume)
+        if isinstance(venv, VecNormalize):
+            venv = VecNormalize.load(str(_vecnormalize_of(resume)), venv.venv)
+        model = algo_cls.load(resume, env=venv, device="cpu", tensorboard_log=str(out / "tb"))
+    else:
+        model = algo_cls(
+            cfg.get("policy", "MlpPolicy"),
+            venv,
+            seed=seed,
+            device="cpu",
+            verbose=0,
+            tensorboard_log=str(out / "tb"),
+            **_algo_kwargs(hyper, n_actions),
+        )
+
+    n_envs = venv.num_envs
+    checkpoint = CheckpointCallback(
+        save_freq=max(int(cfg.get("checkpoint_freq", 100_000)) // n_envs, 1),
+        save_path=str(out / "checkpoints"),
+        save_vecnormalize=True,
+    )
+    start = time.perf_counter()
+    model.learn(
+        total_timesteps=max(total - model.num_timesteps, 0),
+        callback=checkpoint,
+        progress_bar=progress,
+        reset_num_timesteps=resume is None,
+        tb_log_name=f"{task.lower()}_{algo}_seed{seed}",
+    )
+    wall_time = time.perf_counter() - start
+
+    model.save(out / MODEL_FILE)
+    obs_normalized = isinstance(venv, VecNormalize) and venv.norm_obs
+    if isinstance(venv, VecNormalize):
+        venv.save(str(out / VECNORMALIZE_FILE))
+    meta = {
+        "task": task,
+        "algo": algo,
+        "seed": seed,
+        "timesteps": total,
+        "timesteps_done": int(model.num_timesteps),
+        "config_path": str(cfg_path),
+        "config": cfg,
+        "config_sha256": hashlib.sha256(cfg_path.read_bytes()).hexdigest(),
+        "randomization": spec,
+        "randomization_source": str(randomization)
+        if isinstance(randomization, (str, Path))
+        else None,
+        "obs_normalization": bool(obs_normalized),
+        "reward_normalization": bool(isinstance(venv, VecNormalize) and venv.norm_reward),
+        "resumed_from": str(resume) if resume is not None else None,
+        "wall_time_s": round(wall_time, 1),
+        "train_episodes": _episode_stats(model),
+        "versions": _package_versions(),
+        "git_commit": _git_commit(),
+    }
+    (out / METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    venv.close()
+    return out
+
+
+def load_policy(run_dir: Path) -> tuple[BaseAlgorithm, VecNormalize | None]:
+    """Load ``model.zip`` and its frozen VecNormalize stats from a training output folder.
+
+    Raises:
+        ValueError: when the metadata says observations were normalized but the stats are missing.
+    """
+    run_dir = Path(run_dir)
+    meta = json.loads((run_dir / METADATA_FILE).read_text())
+    model = ALGOS[meta["algo"]].load(run_dir / MODEL_FILE, device="cpu")
+    if not meta.get("obs_normalization"):
+        return model, None
+    stats = run_dir / VECNORMALIZE_FILE
+    if not stats.is_file():
+        raise ValueError(f"{stats} is missing but {run_dir} was trained with obs normalization")
+    dummy = DummyVecEnv([lambda: gym.make(f"{meta['task']}-v5")])
+    vecnorm = VecNormalize.load(str(stats), dummy)
+    vecnorm.training = False
+    vecnorm.norm_reward = False
+    return model, vecnorm
+
+
+def evaluate_sim_return(run_dir: Path, seeds: Iterable[int] = range(1000, 1010)) -> list[float]:
+    """Raw sim return per episode (one per seed) of deterministic actions, stats frozen."""
+    model, vecnorm = load_policy(run_dir)
+    meta = json.loads((Path(run_dir) / METADATA_FILE).read_text())
+    env = gym.make(f"{meta['task']}-v5")
+    returns = []
+    for seed in seeds:
+        obs, _ = env.reset(seed=seed)
+        total, done = 0.0, False
+        while not done:
+            model_obs = vecnorm.normalize_obs(obs[None]) if vecnorm is not None else obs[None]
+            action, _ = model.predict(model_obs, deterministic=True)
+            obs, reward, terminated, truncated, _ = env.step(action[0])
+            total += float(reward)
+            done = terminated or truncated
+        returns.append(total)
+    env.close()
+    return returns
+
+
+def _run_cli(args: argparse.Namespace) -> int:
+    """Handler of ``sim2real train``."""
+    out = train(
+        args.task,
+        args.algo,
+        seed=args.seed,
+        timesteps=args.timesteps,
+        out=args.out,
+        randomization=args.randomization,
+        config=args.config,
+        resume=args.resume,
+        progress=not args.no_progress,
+    )
+    print(f"trained {args.task} {args.algo} seed {args.seed} -> {out}")
+    return 0
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``train`` options, shared by the CLI and ``scripts/train_policy.py``."""
+    parser.add_argument("--task", required=True, help=f"one of {', '.join(TASKS)}")
+    parser.add_argument("--algo", default="ppo", help=f"one of {', '.join(ALGOS)} (default ppo)")
+    parser.add_argument("--randomization", type=Path, help="randomization spec YAML (DR training)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--timesteps", type=int, help="total env steps (default: from config)")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--resume", type=Path, help="checkpoint zip to continue from")
+    parser.add_argument("--config", type=Path, help="hyperparameter YAML (default: shipped)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def register_cli(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``train`` subcommand."""
+    parser = subparsers.add_parser(
+        "train",
+        help="train a policy on the sim variant (optionally with domain randomization)",
+        description="Train a Stable-Baselines3 policy; writes model.zip, vecnormalize.pkl, "
+        "metadata.json, tb/ and checkpoints/ into --out.",
+    )
+    add_train_arguments(parser)
+    parser.set_defaults(func=_run_cli)
