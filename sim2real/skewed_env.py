@@ -179,7 +179,7 @@ class SkewedEnv(gym.Wrapper):
         children = np.random.SeedSequence(seed).spawn(len(STREAMS))
         self._rngs = {
             name: np.random.Generator(np.random.PCG64(child))
-            for name, child in zip(STREAMS, children)
+            for name, child in zip(STREAMS, children, strict=True)
         }
         self._gaussian = {}
 

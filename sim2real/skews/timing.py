@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import ClassVar
 
 
@@ -24,7 +25,7 @@ class Latency:
 
     @property
     def substeps(self) -> int:
-        return int(round(self.requested_s / self.substep_s))
+        return round(self.requested_s / self.substep_s)
 
     @property
     def effective_s(self) -> float:
@@ -80,5 +81,5 @@ def substep_schedule(action: Latency, observation: Latency) -> list[tuple[int, i
     cuts = sorted({0, frame_skip} | {c for c in (action.offset, capture_at) if c})
     return [
         (end - start, int(start < action.offset), end == capture_at)
-        for start, end in zip(cuts[:-1], cuts[1:])
+        for start, end in pairwise(cuts)
     ]
