@@ -1,0 +1,1 @@
+from sim2real.cli import main; raise SystemExit(main())
