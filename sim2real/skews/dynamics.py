@@ -88,9 +88,8 @@ class ActuatorStrength(_ScaleSkew):
 class MassScale:
     """Scales every body's mass (kg) and rotational inertia (kg·m²) by the same factor.
 
-    Derived quantities (subtree masses, inverse weights, actuator
-    accelerations) are recomputed with ``mj_setConst`` on a private ``MjData``,
-    so the simulation's own state is never touched.
+    The derived quantities (subtree masses, inverse weights) are recomputed by
+    :class:`ModelSkews` once all dynamics skews are in place.
     """
 
     field = "dynamics.mass_scale"
@@ -100,12 +99,10 @@ class MassScale:
         self.model = model
         self.nominal_mass = model.body_mass.copy()
         self.nominal_inertia = model.body_inertia.copy()
-        self._scratch = mujoco.MjData(model)
 
     def apply(self, value: Value) -> None:
         self.model.body_mass[:] = self.nominal_mass * _per_row(value, self.nominal_mass)
         self.model.body_inertia[:] = self.nominal_inertia * _per_row(value, self.nominal_inertia)
-        mujoco.mj_setConst(self.model, self._scratch)
 
     def restore(self) -> None:
         self.apply(1.0)
@@ -138,10 +135,15 @@ class ModelSkews:
     """The five dynamics skews of one model, applied only when a value changes.
 
     ``apply(values)`` takes ``{"friction_scale": 0.7, ...}``; omitted fields go
-    back to nominal. :meth:`restore` leaves the model exactly nominal.
+    back to nominal. After any change the derived quantities (subtree masses,
+    inverse weights, actuator accelerations) are recomputed with ``mj_setConst``
+    on a private ``MjData``, so the simulation's own state is never touched.
+    :meth:`restore` leaves the model exactly nominal.
     """
 
     def __init__(self, model: mujoco.MjModel) -> None:
+        self.model = model
+        self._scratch = mujoco.MjData(model)
         self.skews = {
             "friction_scale": FrictionScale(model),
             "mass_scale": MassScale(model),
@@ -152,6 +154,7 @@ class ModelSkews:
         self._applied: dict[str, Any] = {}
 
     def apply(self, values: dict[str, Any]) -> None:
+        changed = False
         for name, skew in self.skews.items():
             value = values.get(name)
             nominal = value is None or (name != "gravity" and np.all(np.asarray(value) == 1.0))
@@ -166,6 +169,9 @@ class ModelSkews:
             else:
                 skew.apply(value)
                 self._applied[name] = np.array(value, dtype=np.float64)
+            changed = True
+        if changed:
+            mujoco.mj_setConst(self.model, self._scratch)
 
     def restore(self) -> None:
         self.apply({})
