@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 from gymnasium import spaces
@@ -14,7 +15,10 @@ XML = Path(__file__).parent / "assets" / "sliding_block.xml"
 class SlidingBlockEnv(MujocoEnv):
     """Push a block towards x = 1 m. Observation: [x (m), z (m), vx (m/s), vz (m/s)]."""
 
-    metadata = {"render_modes": ["human", "rgb_array", "depth_array"], "render_fps": 100}
+    metadata: ClassVar[dict] = {
+        "render_modes": ["human", "rgb_array", "depth_array"],
+        "render_fps": 100,
+    }
 
     def __init__(self, initial_velocity: float = 0.0, **kwargs) -> None:
         self.initial_velocity = initial_velocity

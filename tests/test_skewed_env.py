@@ -226,7 +226,9 @@ def test_wrong_length_noise_vector_is_refused_before_any_env_is_built(monkeypatc
         raise AssertionError("an env was built")
 
     monkeypatch.setattr(gym, "make", no_env)
-    with pytest.raises(sim2real.SkewSpecError, match="sensing.noise_std must be one number or 11"):
+    with pytest.raises(
+        sim2real.SkewSpecError, match=r"noise_std must be one number or 11"
+    ):
         sim2real.make_pair("Hopper", real={"sensing": {"noise_std": [0.1, 0.2]}})
 
 
@@ -291,7 +293,7 @@ def test_mass_change_keeps_the_simulation_state():
         real.step(real.action_space.sample())
     data = real.unwrapped.data
     before = (data.qpos.copy(), data.qvel.copy(), data.time)
-    real.unwrapped  # the dynamics skew edits the model only, through a private MjData
+    # The dynamics skews edit the model only, recomputing through a private MjData.
     skewed = sim2real.skewed_env.find_skewed_env(real)
     skewed._model_skews.apply({"mass_scale": 1.3})
     np.testing.assert_array_equal(data.qpos, before[0])
