@@ -1,4 +1,4 @@
-"""Train Stable-Baselines3 policies on the sim variant of a task, optionally with domain randomization.
+"""Train Stable-Baselines3 policies on a task's sim variant, optionally with domain randomization.
 
 One call, :func:`train`, builds the environment stack (readable top to bottom in
 :func:`_make_vec_env`), reads the hyperparameters from
@@ -118,22 +118,17 @@ def _resolve_randomization(spec: str | Path | dict | None) -> dict | None:
 
 def _make_env(task: str, randomization: dict | None) -> gym.Env:
     """Build one training env: the sim variant, or the task under domain randomization."""
-    if randomization is not None:
-        import sim2real
+    import sim2real  # importing the package registers the sim2real/* ids
 
+    if randomization is not None:
         return sim2real.make(task, randomization=randomization)
-    try:
-        import sim2real
-    except ImportError:
-        pass
-    env_id = f"sim2real/{task}-sim-v0"
-    return gym.make(env_id if env_id in gym.registry else f"{task}-v5")
+    return gym.make(f"sim2real/{task}-sim-v0")
 
 
 def _make_vec_env(
     task: str, randomization: dict | None, n_envs: int, normalize: dict, gamma: float
 ) -> VecEnv:
-    """The experiment's wrapper stack: env -> Monitor (raw returns) -> DummyVecEnv -> VecNormalize."""
+    """The wrapper stack: env -> Monitor (raw returns) -> DummyVecEnv -> VecNormalize."""
     venv: VecEnv = DummyVecEnv(
         [lambda: Monitor(_make_env(task, randomization)) for _ in range(n_envs)]
     )
