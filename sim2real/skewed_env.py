@@ -94,6 +94,12 @@ class SkewedEnv(gym.Wrapper):
         self._high = np.asarray(env.action_space.high, dtype=np.float64)
         self._obs_dim = int(np.prod(env.observation_space.shape))
         self._model_skews = ModelSkews(self._model)
+        limited = self._model.actuator_ctrllimited.astype(bool)
+        self._mujoco_clamps_ctrl = bool(
+            limited.all()
+            and np.array_equal(self._model.actuator_ctrlrange[:, 0], self._low)
+            and np.array_equal(self._model.actuator_ctrlrange[:, 1], self._high)
+        )
         self._rngs: dict[str, np.random.Generator] = {}
         self._gaussian: dict[str, GaussianStream] = {}
         self.skews = self._validated(skews)
@@ -107,11 +113,17 @@ class SkewedEnv(gym.Wrapper):
         self.skews = self._validated(skews)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        if seed is not None or not self._rngs:
+        reseeded = seed is not None or not self._rngs
+        if reseeded:
             self._seed(seed)
-        self.episode_skews = self._skews_for_episode()
-        self._apply_dynamics(self.episode_skews)
-        self._build_pipeline(self.episode_skews)
+        spec = self._skews_for_episode()
+        self._apply_dynamics(spec)
+        if reseeded or spec is not self.episode_skews:
+            self._build_pipeline(spec)
+        else:  # same components; only the per-episode state starts afresh
+            self._commands.clear()
+            self._sensors.previous = None
+        self.episode_skews = spec
         obs, info = self.env.reset(seed=seed, options=options)
         if self._sensors.bias is not None:
             self._sensors.bias.draw(self._rngs["sensing.bias_std"])
@@ -216,7 +228,15 @@ class SkewedEnv(gym.Wrapper):
         args = (self._substep_s, self._frame_skip)
         self._obs_latency = ObservationLatency(timing.obs_latency_s, *args)
         self._action_latency = ActionLatency(timing.action_latency_s, *args)
-        self._schedule = substep_schedule(self._action_latency, self._obs_latency)
+        # Segments of the control step: (substeps, which buffered command to set, or None
+        # when it is already set, and whether the delayed sensor reading is taken after it).
+        self._segments, previous = [], None
+        for n_substeps, lag, capture in substep_schedule(self._action_latency, self._obs_latency):
+            index = -1 - self._action_latency.control_steps - lag
+            self._segments.append((n_substeps, None if index == previous else index, capture))
+            previous = index
+        self._read = self._sensors.read if self._sensors.active else None
+        self._get_obs = self._base._get_obs
         self._commands: deque[np.ndarray] = deque(maxlen=self._action_latency.control_steps + 2)
         if (
             self._noise
@@ -238,19 +258,19 @@ class SkewedEnv(gym.Wrapper):
         if not latency.substeps:
             self._observe = sensors.read
             return first
-        self._readings = deque(
-            [first] * (latency.control_steps + 1), maxlen=latency.control_steps + 1
-        )
+        # Distinct copies, so that every array handed to the policy is handed out once.
+        depth = latency.control_steps + 1
+        self._readings = deque((first.copy() for _ in range(depth)), maxlen=depth)
         self._observe = self._delayed
-        return first.copy()
+        return first
 
     def _delayed(self, obs: np.ndarray) -> np.ndarray:
         if self._obs_latency.offset:
             reading = self._captured
         else:
-            reading = self._sensors.read(obs) if self._sensors.active else obs
+            reading = obs if self._read is None else self._read(obs)
         self._readings.append(reading)
-        return self._readings[0].copy()  # a buffered reading may be delivered more than once
+        return self._readings[0]
 
     def _install_physics_hook(self) -> None:
         self._base._step_mujoco_simulation = self._physics_step  # type: ignore[method-assign]
@@ -262,9 +282,12 @@ class SkewedEnv(gym.Wrapper):
         """Replaces ``MujocoEnv._step_mujoco_simulation``: actuation and latency per substep."""
         if n_frames != self._frame_skip:
             raise ValueError(f"expected {self._frame_skip} substeps per step, got {n_frames}")
-        command = np.array(ctrl, dtype=np.float64)
-        if self._noise is not None:
-            command = np.clip(self._noise(command), self._low, self._high)
+        if self._noise is None:
+            command = np.array(ctrl, dtype=np.float64)
+        else:
+            command = self._noise(ctrl)  # a new float64 array
+            if not self._mujoco_clamps_ctrl:  # MuJoCo clamps limited controls itself
+                command = np.minimum(np.maximum(command, self._low), self._high)
         if self._deadband is not None:
             command = self._deadband(command)
         commands = self._commands
@@ -272,14 +295,15 @@ class SkewedEnv(gym.Wrapper):
             commands.append(command)
         else:  # the actuators hold the first command until it has travelled the latency
             commands.extend([command] * commands.maxlen)
-        model, data, lag0 = self._model, self._data, self._action_latency.control_steps
-        for n_substeps, lag, capture in self._schedule:
-            data.ctrl[:] = commands[-1 - lag0 - lag]
+        model, data = self._model, self._data
+        for n_substeps, index, capture in self._segments:
+            if index is not None:
+                data.ctrl[:] = commands[index]
             mujoco.mj_step(model, data, nstep=n_substeps)
             if capture:
                 mujoco.mj_rnePostConstraint(model, data)
-                obs = self._base._get_obs()
-                self._captured = self._sensors.read(obs) if self._sensors.active else obs
+                obs = self._get_obs()
+                self._captured = obs if self._read is None else self._read(obs)
         mujoco.mj_rnePostConstraint(model, data)
 
 

@@ -24,7 +24,7 @@ class ActuationNoise:
         self.stream: GaussianStream | None = None
 
     def __call__(self, command: np.ndarray) -> np.ndarray:
-        return command + self.std * self.stream.next()  # type: ignore[union-attr]
+        return self.std * self.stream.next() + command  # type: ignore[union-attr]
 
 
 class Deadband:

@@ -2,33 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 _BLOCK = 256
 
 
 class GaussianStream:
-    """Standard normal rows of length ``dim`` from one generator, drawn 256 rows at a time."""
+    """Standard normal rows of length ``dim`` from one generator, drawn 256 rows at a time.
+
+    ``next()`` returns the next row; the sequence depends only on the generator's seed.
+    """
 
     def __init__(self, rng: np.random.Generator, dim: int) -> None:
         self.rng, self.dim = rng, dim
-        self._block = np.empty((0, dim))
-        self._row = 0
+        self.next = self._rows().__next__  # a bound C-level call on the hot path
 
-    def next(self) -> np.ndarray:
-        if self._row == len(self._block):
-            self._block = self.rng.standard_normal((_BLOCK, self.dim))
-            self._row = 0
-        self._row += 1
-        return self._block[self._row - 1]
+    def _draw(self) -> np.ndarray:
+        return self.rng.standard_normal((_BLOCK, self.dim))
+
+    def _rows(self) -> Iterator[np.ndarray]:
+        while True:
+            yield from self._draw()
 
 
 class UniformStream(GaussianStream):
     """Uniform [0, 1) rows of length ``dim``, drawn in blocks like :class:`GaussianStream`."""
 
-    def next(self) -> np.ndarray:
-        if self._row == len(self._block):
-            self._block = self.rng.random((_BLOCK, self.dim))
-            self._row = 0
-        self._row += 1
-        return self._block[self._row - 1]
+    def _draw(self) -> np.ndarray:
+        return self.rng.random((_BLOCK, self.dim))
