@@ -16,21 +16,20 @@ train() {  # train TASK VARIANT SEED
   if [[ "$variant" == dr ]]; then
     dr=(--randomization "configs/randomization/${task,,}.yaml")
   fi
-  python scripts/train_policy.py --task "$task" --seed "$seed" "${dr[@]}" --no-progress \
+  "${PYTHON:-python}" scripts/train_policy.py --task "$task" --seed "$seed" "${dr[@]}" --no-progress \
     --out "runs/$task/$variant/seed$seed" --ship "policies/$task/$variant/seed$seed" \
     || echo "FAILED: $task $variant seed $seed"
 }
 
 lane_a() {  # $1 = variant
+  train InvertedPendulum "$1" 0
+  train InvertedPendulum "$1" 1
+  train InvertedPendulum "$1" 2
   train Hopper "$1" 0
   train Walker2d "$1" 0
   train HalfCheetah "$1" 0
   train Hopper "$1" 2
   train Walker2d "$1" 2
-  train InvertedPendulum "$1" 0
-  train InvertedPendulum "$1" 1
-  train InvertedPendulum "$1" 2
-  train InvertedDoublePendulum "$1" 0
 }
 
 lane_b() {  # $1 = variant
@@ -38,6 +37,7 @@ lane_b() {  # $1 = variant
   train Walker2d "$1" 1
   train HalfCheetah "$1" 1
   train HalfCheetah "$1" 2
+  train InvertedDoublePendulum "$1" 0
   train InvertedDoublePendulum "$1" 1
   train InvertedDoublePendulum "$1" 2
 }
