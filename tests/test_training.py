@@ -1,0 +1,142 @@
+"""Training: a tiny end-to-end run, resume, bad input, the CLI wiring and the shipped policies."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import gymnasium as gym
+import pytest
+import yaml
+
+import sim2real  # noqa: F401  (registers the sim2real/* ids)
+from sim2real.paths import data_dir
+from sim2real.training import (
+    ALGOS,
+    TASKS,
+    config_path,
+    evaluate_sim_return,
+    load_policy,
+    register_cli,
+    train,
+)
+
+MANIFEST = data_dir("policies") / "manifest.yaml"
+
+
+def _manifest_entries() -> list[dict]:
+    if not MANIFEST.is_file():
+        return []
+    return (yaml.safe_load(MANIFEST.read_text()) or {}).get("policies", [])
+
+
+@pytest.fixture(scope="module")
+def tiny_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped InvertedPendulum config with a checkpoint after every rollout."""
+    cfg = yaml.safe_load(config_path("InvertedPendulum", "ppo").read_text())
+    cfg["checkpoint_freq"] = cfg["n_envs"] * cfg["hyperparameters"]["n_steps"]
+    path = tmp_path_factory.mktemp("cfg") / "tiny.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory, tiny_config: Path) -> Path:
+    out = tmp_path_factory.mktemp("run")
+    return train(
+        "InvertedPendulum", seed=3, timesteps=2048, out=out, config=tiny_config, progress=False
+    )
+
+
+def test_every_task_has_a_ppo_config_and_hopper_has_sac_td3() -> None:
+    for task in TASKS:
+        assert config_path(task, "ppo").is_file(), task
+    for algo in ALGOS:
+        assert config_path("Hopper", algo).is_file(), algo
+
+
+def test_train_writes_model_stats_and_metadata(tiny_run: Path, tiny_config: Path) -> None:
+    for name in ("model.zip", "vecnormalize.pkl", "metadata.json"):
+        assert (tiny_run / name).is_file(), name
+    assert any((tiny_run / "tb").iterdir())
+    assert sorted(p.suffix for p in (tiny_run / "checkpoints").iterdir()) == [".pkl", ".zip"]
+    meta = json.loads((tiny_run / "metadata.json").read_text())
+    assert meta["task"] == "InvertedPendulum"
+    assert meta["algo"] == "ppo"
+    assert meta["seed"] == 3
+    assert meta["timesteps"] == 2048
+    assert meta["obs_normalization"] is True
+    assert meta["randomization"] is None
+    assert meta["config_path"] == str(tiny_config)
+    assert len(meta["config_sha256"]) == 64
+    assert set(meta["versions"]) >= {"torch", "stable-baselines3", "gymnasium", "mujoco", "numpy"}
+    assert meta["wall_time_s"] > 0
+    model, vecnorm = load_policy(tiny_run)
+    env = gym.make("sim2real/InvertedPendulum-sim-v0")
+    assert model.observation_space.shape == env.observation_space.shape
+    assert vecnorm is not None and not vecnorm.training
+    returns = evaluate_sim_return(tiny_run, seeds=[0, 1])
+    assert len(returns) == 2 and all(r > 0 for r in returns)
+
+
+def test_resume_continues_to_the_total(tiny_run: Path, tiny_config: Path, tmp_path: Path) -> None:
+    checkpoint = next((tiny_run / "checkpoints").glob("*_steps.zip"))
+    train(
+        "InvertedPendulum",
+        timesteps=4096,
+        out=tmp_path,
+        config=tiny_config,
+        resume=checkpoint,
+        progress=False,
+    )
+    meta = json.loads((tmp_path / "metadata.json").read_text())
+    assert meta["timesteps_done"] == 4096
+    assert meta["resumed_from"] == str(checkpoint)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"task": "Pendulum"}, "task must be one of"),
+        ({"algo": "dqn"}, "algo must be one of"),
+        ({"timesteps": 0}, "timesteps must be a positive integer"),
+        ({"timesteps": -5}, "timesteps must be a positive integer"),
+        ({"config": Path("/nonexistent/cfg.yaml")}, "config must be an existing YAML file"),
+        ({"resume": Path("/nonexistent/ckpt.zip")}, "resume must be an existing checkpoint"),
+        ({"randomization": "/nonexistent/dr.yaml"}, "randomization must be"),
+    ],
+)
+def test_bad_input_raises_before_any_work(kwargs: dict, field: str, tmp_path: Path) -> None:
+    args = {"task": "InvertedPendulum", "algo": "ppo", "timesteps": 2048} | kwargs
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=field):
+        train(args.pop("task"), args.pop("algo"), out=out, progress=False, **args)
+    assert not out.exists()
+
+
+def test_register_cli_adds_train_with_a_handler() -> None:
+    parser = argparse.ArgumentParser()
+    register_cli(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(
+        ["train", "--task", "Hopper", "--algo", "sac", "--seed", "4", "--out", "x"]
+    )
+    assert args.task == "Hopper" and args.algo == "sac" and args.seed == 4
+    assert args.out == Path("x") and args.timesteps is None
+    assert callable(args.func)
+
+
+@pytest.mark.parametrize("entry", _manifest_entries(), ids=lambda e: e["path"])
+def test_shipped_policy_loads_and_fits_its_task(entry: dict) -> None:
+    run_dir = data_dir("policies") / entry["path"]
+    meta = json.loads((run_dir / "metadata.json").read_text())
+    assert (meta["task"], meta["seed"]) == (entry["task"], entry["seed"])
+    assert entry["variant"] == ("dr" if meta["randomization"] is not None else "sim")
+    model, vecnorm = load_policy(run_dir)
+    env = gym.make(f"sim2real/{entry['task']}-sim-v0")
+    assert model.observation_space.shape == env.observation_space.shape
+    assert model.action_space.shape == env.action_space.shape
+    assert (model.action_space.low == env.action_space.low).all()
+    assert (model.action_space.high == env.action_space.high).all()
+    assert vecnorm is not None, "shipped policies are trained with observation normalization"
+    assert vecnorm.obs_rms.mean.shape == env.observation_space.shape
