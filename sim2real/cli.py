@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
             if error.name != module_name:
                 raise
             continue  # that part of the toolkit is not built yet
-        module.register_cli(subparsers)
+        if hasattr(module, "register_cli"):
+            module.register_cli(subparsers)
     return parser
 
 
