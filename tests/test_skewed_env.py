@@ -226,9 +226,7 @@ def test_wrong_length_noise_vector_is_refused_before_any_env_is_built(monkeypatc
         raise AssertionError("an env was built")
 
     monkeypatch.setattr(gym, "make", no_env)
-    with pytest.raises(
-        sim2real.SkewSpecError, match=r"noise_std must be one number or 11"
-    ):
+    with pytest.raises(sim2real.SkewSpecError, match=r"noise_std must be one number or 11"):
         sim2real.make_pair("Hopper", real={"sensing": {"noise_std": [0.1, 0.2]}})
 
 
@@ -374,3 +372,47 @@ def test_reset_info_carries_the_applied_values():
     preset = sim2real.get_task("InvertedPendulum").preset("default")
     assert set(info["skews"]) == set(preset.active())
     assert info["skews"]["dynamics.mass_scale"] == preset.dynamics.mass_scale
+
+
+positive_scale = st.floats(0.5, 1.5)
+spec_strategy = st.fixed_dictionaries(
+    {},
+    optional={
+        "dynamics": st.fixed_dictionaries(
+            {},
+            optional={
+                "friction_scale": positive_scale,
+                "mass_scale": positive_scale,
+                "damping_scale": positive_scale,
+                "actuator_strength": positive_scale,
+            },
+        ),
+        "actuation": st.fixed_dictionaries(
+            {}, optional={"noise_std": st.floats(0, 0.1), "deadband": st.floats(0, 0.1)}
+        ),
+        "sensing": st.fixed_dictionaries(
+            {},
+            optional={
+                "noise_std": st.floats(0, 0.1),
+                "bias_std": st.lists(st.floats(0, 0.1), min_size=11, max_size=11),
+                "dropout_prob": st.floats(0, 1),
+            },
+        ),
+        "timing": st.fixed_dictionaries(
+            {},
+            optional={"obs_latency_s": st.floats(0, 0.05), "action_latency_s": st.floats(0, 0.05)},
+        ),
+    },
+)
+
+
+@settings(max_examples=20, deadline=None)
+@given(spec=spec_strategy, seed=st.integers(0, 2**31 - 1))
+def test_any_valid_spec_is_reproducible_and_well_formed(spec, seed):
+    _, real = sim2real.make_pair("Hopper", real=spec)
+    _, twin = sim2real.make_pair("Hopper", real=spec)
+    acts = actions(real, 15, seed=seed % 1000)
+    first, second = rollout(real, acts, seed), rollout(twin, acts, seed)
+    assert_same(first, second)
+    for obs, *_ in first:
+        assert obs.shape == (11,) and obs.dtype == np.float64 and np.isfinite(obs).all()
