@@ -41,7 +41,7 @@ class BlockStream:
         return self._block[self._row - 1]
 
 
-class DomainRandomization(SkewedEnv):
+class DomainRandomization(SkewedEnv, gym.utils.RecordConstructorArgs):
     """Draws the skews of every episode from a randomization spec.
 
     Args:
@@ -76,6 +76,7 @@ class DomainRandomization(SkewedEnv):
     ) -> None:
         randomization = RandomizationSpec.load(spec)
         randomization.check_dimensions(int(np.prod(env.observation_space.shape)))
+        gym.utils.RecordConstructorArgs.__init__(self, spec=spec, base=base)  # for env.spec
         self.randomization = randomization
         self.episode_draws: dict[str, float | list[float]] = {}
         self._per_step = {
