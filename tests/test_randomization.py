@@ -14,7 +14,7 @@ from scipy import stats
 from scipy.special import ndtr
 
 import sim2real
-from sim2real.randomization import DomainRandomization
+from sim2real.randomization import DomainRandomization, config_path
 from sim2real.spec import SkewSpecError
 
 TASK = "InvertedPendulum"  # 4 observation dimensions: cart x (m), pole angle (rad), rates
@@ -125,7 +125,7 @@ def test_a_thousand_resets_draw_every_field_from_its_distribution():
 
 
 def test_draws_land_in_the_model_relative_to_the_nominal_values():
-    env = sim2real.make("Hopper", randomization="configs/randomization/hopper.yaml")
+    env = sim2real.make("Hopper", randomization=config_path("Hopper"))
     model, nominal = env.unwrapped.model, compiled(env)
     for seed in range(3):
         env.reset(seed=seed)
@@ -175,7 +175,7 @@ def test_the_model_is_exactly_nominal_when_the_draw_is_nominal_and_after_close()
         pytest.fail("no nominal draw after a skewed one")
     assert_nominal(model, nominal)
 
-    env = sim2real.make("Walker2d", randomization="configs/randomization/walker2d.yaml")
+    env = sim2real.make("Walker2d", randomization=config_path("Walker2d"))
     model = env.unwrapped.model
     for seed in range(5):
         env.reset(seed=seed)
@@ -268,7 +268,7 @@ def test_per_step_actuation_noise_and_dropout():
 
 # --------------------------------------------------------------------------- seeding
 def test_same_seed_same_draws_and_episode_different_seed_different():
-    path = "configs/randomization/hopper.yaml"
+    path = config_path("Hopper")
     a, b = (sim2real.make("Hopper", randomization=path) for _ in range(2))
     acts = np.random.default_rng(3).uniform(-1, 1, (40, 3))
     for env in (a, b):
@@ -363,7 +363,7 @@ def test_describe_shows_the_ranges_and_the_base_values():
 
 # --------------------------------------------------------------------------- as a wrapper
 def test_wraps_a_gym_make_env_and_passes_the_env_checker():
-    env = DomainRandomization(gym.make("Hopper-v5"), "configs/randomization/hopper.yaml")
+    env = DomainRandomization(gym.make("Hopper-v5"), config_path("Hopper"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # infinite Box bounds and the wrapped-env notice
         check_env(env, skip_render_check=True)

@@ -4,7 +4,7 @@ A randomization spec is a skew spec in which any numeric value may be a
 distribution; :class:`DomainRandomization` draws a point from it every episode.
 
 >>> import gymnasium as gym
->>> env = DomainRandomization(gym.make("Hopper-v5"), "configs/randomization/hopper.yaml")
+>>> env = DomainRandomization(gym.make("Hopper-v5"), config_path("Hopper"))
 """
 
 from sim2real.randomization.distributions import (
@@ -24,6 +24,7 @@ from sim2real.randomization.spec import (
     STEP_FIELDS,
     RandomizationSpec,
     Randomized,
+    config_path,
 )
 from sim2real.randomization.wrapper import DomainRandomization
 
@@ -42,5 +43,6 @@ __all__ = [
     "Randomized",
     "TruncNormal",
     "Uniform",
+    "config_path",
     "distribution",
 ]

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
+from sim2real.paths import data_dir
 from sim2real.randomization.distributions import Distribution, distribution, to_yaml
 from sim2real.skewed_env import check_dimensions
 from sim2real.skews.sensing import per_dimension
@@ -180,6 +181,11 @@ class RandomizationSpec:
                     per_dimension(np.zeros(shape).tolist(), obs_dim, name)
                 except ValueError as error:
                     raise SkewSpecError(f"{error} in {randomized!r}") from None
+
+
+def config_path(task: str) -> Path:
+    """The shipped randomization spec of a built-in task: ``configs/randomization/<task>.yaml``."""
+    return data_dir("configs") / "randomization" / f"{task.lower()}.yaml"
 
 
 def _randomized(name: str, entry: Mapping[str, Any]) -> Randomized:
