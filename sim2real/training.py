@@ -110,10 +110,17 @@ def _validate(
 
 
 def _resolve_randomization(spec: str | Path | dict | None) -> dict | None:
-    """Return the randomization spec as a plain mapping (read from YAML when a path)."""
-    if spec is None or isinstance(spec, dict):
-        return spec
-    return yaml.safe_load(Path(spec).read_text())
+    """Validate a randomization spec in full and return it as a plain mapping.
+
+    Raises:
+        ValueError: naming the field, the value and what is allowed.
+    """
+    if spec is None:
+        return None
+    from sim2real.randomization import RandomizationSpec
+
+    RandomizationSpec.load(spec)
+    return spec if isinstance(spec, dict) else yaml.safe_load(Path(spec).read_text())
 
 
 def _make_env(task: str, randomization: dict | None) -> gym.Env:

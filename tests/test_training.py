@@ -105,6 +105,7 @@ def test_resume_continues_to_the_total(tiny_run: Path, tiny_config: Path, tmp_pa
         ({"config": Path("/nonexistent/cfg.yaml")}, "config must be an existing YAML file"),
         ({"resume": Path("/nonexistent/ckpt.zip")}, "resume must be an existing checkpoint"),
         ({"randomization": "/nonexistent/dr.yaml"}, "randomization must be"),
+        ({"randomization": {"dynamics": {"friction_scale": -0.5}}}, "friction_scale"),
     ],
 )
 def test_bad_input_raises_before_any_work(kwargs: dict, field: str, tmp_path: Path) -> None:
@@ -113,6 +114,13 @@ def test_bad_input_raises_before_any_work(kwargs: dict, field: str, tmp_path: Pa
     with pytest.raises(ValueError, match=field):
         train(args.pop("task"), args.pop("algo"), out=out, progress=False, **args)
     assert not out.exists()
+
+
+def test_training_with_randomization_records_the_spec(tmp_path: Path) -> None:
+    spec = {"dynamics": {"friction_scale": {"dist": "uniform", "low": 0.8, "high": 1.2}}}
+    train("InvertedPendulum", timesteps=2048, out=tmp_path, randomization=spec, progress=False)
+    meta = json.loads((tmp_path / "metadata.json").read_text())
+    assert meta["randomization"] == spec
 
 
 def test_register_cli_adds_train_with_a_handler() -> None:
