@@ -1,0 +1,428 @@
+"""Policies for the evaluator: saved Stable-Baselines3 models, loaded models, callables.
+
+Everything is turned into a :class:`PolicySource`, a picklable recipe that a
+worker process can rebuild, and then into a batch policy: a callable
+``obs_batch -> action_batch`` with deterministic actions. Observation
+normalization saved with a model (``vecnormalize.pkl``) is applied frozen, with
+the saved mean, variance and clip, exactly as SB3's ``VecNormalize`` does at
+evaluation time.
+
+Accepted forms:
+
+- a training output folder holding ``model.zip`` and, beside it,
+  ``vecnormalize.pkl`` and ``metadata.json`` (keys ``algo``, ``task``,
+  ``obs_normalization``);
+- a model ``.zip`` file (the two other files are looked for beside it);
+- a loaded SB3 model (PPO, SAC, TD3, A2C); pass ``VecNormalize`` stats as a
+  ``(model, vecnormalize)`` tuple;
+- any callable ``obs_batch -> action_batch`` (applied as is).
+
+``vecnormalize.pkl`` is a pickle: load only files you trust.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import pickle
+import re
+import zipfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+MODEL_FILE = "model.zip"
+VECNORMALIZE_FILE = "vecnormalize.pkl"
+METADATA_FILE = "metadata.json"
+ALGOS = ("ppo", "sac", "td3", "a2c")
+
+# Schedules saved with a model may not unpickle across versions; inference needs none.
+_CUSTOM_OBJECTS = {"learning_rate": 0.0, "lr_schedule": lambda _: 0.0, "clip_range": lambda _: 0.0}
+
+BatchPolicy = Callable[[np.ndarray], np.ndarray]
+
+
+class PolicyError(ValueError):
+    """A policy that cannot be evaluated on the task; the message names it and why."""
+
+
+@dataclass(frozen=True)
+class ObsNormalizer:
+    """Frozen observation normalization: ``clip((obs - mean) / sqrt(var + epsilon), ±clip)``."""
+
+    mean: np.ndarray
+    var: np.ndarray
+    clip: float
+    epsilon: float
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        return np.clip((obs - self.mean) / np.sqrt(self.var + self.epsilon), -self.clip, self.clip)
+
+
+@dataclass(frozen=True)
+class PolicySource:
+    """A policy as a picklable recipe, with what the report says about it.
+
+    Attributes:
+        label: the name in reports, unique within one evaluation.
+        group: the policies of one group are training seeds of one configuration.
+        identity: the key of its episodes in the results file; path-based
+            policies are identified by the content of their files, others by label.
+        algo: ``"ppo"``, ``"sac"``, ``"td3"``, ``"a2c"``, or ``None`` for a callable.
+        origin: the path it was loaded from, or ``"object"``.
+        trained_on: the task named in ``metadata.json``, if any.
+    """
+
+    label: str
+    group: str
+    identity: str
+    algo: str | None
+    origin: str
+    trained_on: str | None = None
+    normalizer: ObsNormalizer | None = None
+    path: str | None = None
+    model_bytes: bytes | None = None
+    function: BatchPolicy | None = None
+    model: Any = field(default=None, repr=False, compare=False)
+
+    def build(self) -> BatchPolicy:
+        """The batch policy: deterministic actions, normalization applied."""
+        if self.function is not None:
+            return self.function
+        model = self.model
+        if model is None:
+            file = io.BytesIO(self.model_bytes) if self.model_bytes is not None else self.path
+            model = _algo_class(self.algo).load(file, device="cpu", custom_objects=_CUSTOM_OBJECTS)
+        return _SB3Policy(model, self.normalizer)
+
+    def portable(self) -> PolicySource:
+        """A copy that can be sent to a worker process.
+
+        Raises:
+            PolicyError: when the policy is a callable that cannot be pickled.
+        """
+        if self.function is not None:
+            try:
+                pickle.dumps(self.function)
+            except Exception as error:
+                raise PolicyError(
+                    f"policy {self.label!r} cannot be sent to a worker process ({error})"
+                ) from None
+            return self
+        if self.model is None or self.path is not None:
+            return replace(self, model=None)
+        buffer = io.BytesIO()
+        self.model.save(buffer)
+        return replace(self, model=None, model_bytes=buffer.getvalue())
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "group": self.group,
+            "id": self.identity,
+            "algo": self.algo,
+            "source": self.origin,
+            "obs_normalization": self.normalizer is not None,
+        }
+
+
+class _SB3Policy:
+    """An SB3 model as a batch policy: frozen normalization, then deterministic ``predict``."""
+
+    def __init__(self, model: Any, normalizer: ObsNormalizer | None) -> None:
+        self.model = model
+        self.normalizer = normalizer
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        if self.normalizer is not None:
+            obs = self.normalizer(obs)
+        actions, _ = self.model.predict(obs, deterministic=True)
+        return actions
+
+
+# ---------------------------------------------------------------------- resolving
+def resolve_policies(policy: Any) -> list[PolicySource]:
+    """Every policy given, as sources with unique labels and their groups.
+
+    ``policy`` is one policy, a sequence of policies, or a mapping
+    ``{group: policy or sequence}``. Without a mapping, path-based policies
+    stored as ``<config>/seed<N>/`` are grouped by ``<config>``; every other
+    policy is a group of its own.
+    """
+    if isinstance(policy, Mapping):
+        given = [
+            (str(group), item)
+            for group, items in policy.items()
+            for item in (items if _is_sequence(items) else [items])
+        ]
+    elif _is_sequence(policy):
+        given = [(None, item) for item in policy]
+    else:
+        given = [(None, policy)]
+    if not given:
+        raise PolicyError("no policy given")
+    sources = [_source(item, group, index) for index, (group, item) in enumerate(given)]
+    return _unique_labels(sources)
+
+
+def _is_sequence(value: Any) -> bool:
+    return isinstance(value, (list, tuple)) and not _is_model_with_stats(value)
+
+
+def _is_model_with_stats(value: Any) -> bool:
+    return (
+        isinstance(value, tuple)
+        and len(value) == 2
+        and hasattr(value[0], "predict")
+        and hasattr(value[1], "obs_rms")
+    )
+
+
+def _source(item: Any, group: str | None, index: int) -> PolicySource:
+    if isinstance(item, (str, Path)):
+        return _from_path(Path(item), group)
+    if _is_model_with_stats(item):
+        model, stats = item
+        return _from_model(model, _normalizer(stats, "the VecNormalize given"), group, index)
+    if hasattr(item, "predict") and hasattr(item, "observation_space"):
+        return _from_model(item, None, group, index)
+    if callable(item):
+        label = getattr(item, "__name__", type(item).__name__)
+        label = f"policy{index}" if label == "<lambda>" else label
+        return PolicySource(
+            label=label,
+            group=group or label,
+            identity=f"callable:{label}",
+            algo=None,
+            origin="callable",
+            function=item,
+        )
+    raise PolicyError(
+        f"policy {item!r} is not a path, a Stable-Baselines3 model or a callable "
+        "obs_batch -> action_batch"
+    )
+
+
+def _from_model(model: Any, normalizer: ObsNormalizer | None, group: str | None, index: int):
+    algo = type(model).__name__.lower()
+    label = f"{algo}{index}"
+    return PolicySource(
+        label=label,
+        group=group or label,
+        identity=f"object:{label}",
+        algo=algo,
+        origin="object",
+        normalizer=normalizer,
+        model=model,
+    )
+
+
+def _from_path(path: Path, group: str | None) -> PolicySource:
+    if not path.exists():
+        raise PolicyError(f"policy {str(path)!r}: no such file or directory")
+    model_file = path / MODEL_FILE if path.is_dir() else path
+    if not model_file.is_file():
+        raise PolicyError(
+            f"policy {str(path)!r}: no {MODEL_FILE} in this folder; expected a training "
+            "output folder or a model .zip"
+        )
+    folder = model_file.parent
+    metadata = _metadata(folder / METADATA_FILE)
+    data = _zip_data(model_file)
+    algo = _detect_algo(model_file, metadata, data)
+    stats_file = folder / VECNORMALIZE_FILE
+    normalizer = None
+    if stats_file.is_file():
+        normalizer = _normalizer(_load_vecnormalize(stats_file), str(stats_file))
+    if metadata.get("obs_normalization") and normalizer is None:
+        raise PolicyError(
+            f"policy {str(path)!r} was trained with observation normalization "
+            f"({METADATA_FILE}) but {stats_file} is missing or does not normalize "
+            "observations; refusing to evaluate it with fresh statistics"
+        )
+    model = _load_model(model_file, algo)
+    # <config>/seed<N>/model.zip or <config>/seed<N>.zip: a training seed of <config>.
+    run, config = (
+        (folder.name, folder.parent.name)
+        if model_file.name == MODEL_FILE
+        else (model_file.stem, folder.name)
+    )
+    is_seed = re.fullmatch(r"seed\d+", run) is not None
+    label = f"{config}/{run}" if is_seed else run
+    if group is None:
+        group = config if is_seed else run
+    digest = hashlib.sha256(model_file.read_bytes())
+    if stats_file.is_file():
+        digest.update(stats_file.read_bytes())
+    return PolicySource(
+        label=label,
+        group=group,
+        identity=f"sha256:{digest.hexdigest()[:16]}",
+        algo=algo,
+        origin=str(path),
+        trained_on=metadata.get("task"),
+        normalizer=normalizer,
+        path=str(model_file),
+        model=model,
+    )
+
+
+def _metadata(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        metadata = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise PolicyError(f"policy metadata {str(path)!r} is not valid JSON ({error})") from None
+    if not isinstance(metadata, dict):
+        raise PolicyError(f"policy metadata {str(path)!r} must be a JSON object")
+    return metadata
+
+
+def _zip_data(model_file: Path) -> dict[str, Any]:
+    """The ``data`` record of an SB3 model zip; a clear error when the file is not one."""
+    try:
+        with zipfile.ZipFile(model_file) as archive:
+            return json.loads(archive.read("data"))
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, OSError) as error:
+        raise PolicyError(
+            f"policy {str(model_file)!r} is not a Stable-Baselines3 model file ({error})"
+        ) from None
+
+
+def _detect_algo(model_file: Path, metadata: dict[str, Any], data: dict[str, Any]) -> str:
+    """From ``metadata.json``, else from the policy class saved in the zip."""
+    algo = metadata.get("algo")
+    if algo is not None:
+        if str(algo).lower() not in ALGOS:
+            raise PolicyError(
+                f"policy {str(model_file)!r}: algo {algo!r} in {METADATA_FILE} is not "
+                f"supported; allowed: {', '.join(ALGOS)}"
+            )
+        return str(algo).lower()
+    module = str(data.get("policy_class", {}).get("__module__", ""))
+    if ".sac." in module:
+        return "sac"
+    if ".td3." in module:
+        return "td3"
+    if module.endswith("common.policies"):
+        return "ppo" if "n_epochs" in data else "a2c"
+    raise PolicyError(
+        f"policy {str(model_file)!r}: cannot tell its algorithm (policy class from "
+        f"{module or 'nowhere'}); write {METADATA_FILE} with 'algo': one of {', '.join(ALGOS)}"
+    )
+
+
+def _algo_class(algo: str | None) -> Any:
+    import stable_baselines3
+
+    return getattr(stable_baselines3, str(algo).upper())
+
+
+def _load_model(model_file: Path, algo: str) -> Any:
+    try:
+        return _algo_class(algo).load(model_file, device="cpu", custom_objects=_CUSTOM_OBJECTS)
+    except Exception as error:
+        raise PolicyError(
+            f"policy {str(model_file)!r} cannot be loaded as a {algo.upper()} model ({error})"
+        ) from None
+
+
+def _load_vecnormalize(path: Path) -> Any:
+    try:
+        with path.open("rb") as file:
+            return pickle.load(file)
+    except Exception as error:
+        raise PolicyError(
+            f"normalization statistics {str(path)!r} cannot be read ({error})"
+        ) from None
+
+
+def _normalizer(stats: Any, what: str) -> ObsNormalizer | None:
+    """Frozen copies of VecNormalize's observation statistics (``None`` if it does not
+    normalize observations)."""
+    if not getattr(stats, "norm_obs", False):
+        return None
+    rms = getattr(stats, "obs_rms", None)
+    if not hasattr(rms, "mean") or not hasattr(rms, "var"):
+        raise PolicyError(f"{what} holds no observation statistics (Dict observations?)")
+    return ObsNormalizer(
+        mean=np.array(rms.mean, dtype=np.float64),
+        var=np.array(rms.var, dtype=np.float64),
+        clip=float(stats.clip_obs),
+        epsilon=float(stats.epsilon),
+    )
+
+
+def _unique_labels(sources: list[PolicySource]) -> list[PolicySource]:
+    seen: dict[str, int] = {}
+    unique = []
+    for source in sources:
+        count = seen.get(source.label, 0)
+        seen[source.label] = count + 1
+        if count:
+            label = f"{source.label}#{count + 1}"
+            identity = source.identity
+            if not identity.startswith("sha256:"):
+                identity = f"{identity}#{count + 1}"
+            source = replace(source, label=label, identity=identity)
+        unique.append(source)
+    return unique
+
+
+# ---------------------------------------------------------------------- checking
+def check_fits(source: PolicySource, env: gym.Env, probe: np.ndarray) -> None:
+    """Refuse a policy whose spaces do not fit ``env``, or whose actions come out wrong.
+
+    ``probe`` is a small batch of real observations of ``env``; the policy must
+    map it to finite actions of the env's action shape.
+    """
+    obs_shape, action_space = env.observation_space.shape, env.action_space
+    model = source.model
+    if model is not None:
+        if model.observation_space.shape != obs_shape:
+            raise PolicyError(
+                f"policy {source.label!r} expects observations of shape "
+                f"{model.observation_space.shape}, the task gives {obs_shape}"
+            )
+        model_actions = model.action_space
+        if model_actions.shape != action_space.shape or not (
+            np.allclose(model_actions.low, action_space.low)
+            and np.allclose(model_actions.high, action_space.high)
+        ):
+            raise PolicyError(
+                f"policy {source.label!r} acts in {model_actions}, the task expects {action_space}"
+            )
+    if source.normalizer is not None and source.normalizer.mean.shape != obs_shape:
+        raise PolicyError(
+            f"policy {source.label!r}: normalization statistics of shape "
+            f"{source.normalizer.mean.shape} do not fit observations of shape {obs_shape}"
+        )
+    try:
+        actions = np.asarray(source.build()(probe))
+    except Exception as error:
+        raise PolicyError(
+            f"policy {source.label!r} fails on a batch of observations of shape "
+            f"{probe.shape} ({type(error).__name__}: {error})"
+        ) from None
+    expected = (len(probe), *action_space.shape)
+    if actions.shape != expected:
+        raise PolicyError(
+            f"policy {source.label!r} returned actions of shape {actions.shape} for "
+            f"{len(probe)} observations; expected {expected}"
+        )
+    if not np.all(np.isfinite(actions)):
+        raise PolicyError(f"policy {source.label!r} returned non-finite actions")
+
+
+def group_of(sources: Sequence[PolicySource]) -> dict[str, list[PolicySource]]:
+    """Sources by group, in order of first appearance."""
+    groups: dict[str, list[PolicySource]] = {}
+    for source in sources:
+        groups.setdefault(source.group, []).append(source)
+    return groups

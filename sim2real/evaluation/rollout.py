@@ -1,0 +1,383 @@
+"""Running episodes: lanes of pre-assigned seeds, batched inference, worker processes.
+
+The work is a list of :class:`Lane` s. A lane is one sub-env's fixed list of
+episodes (one policy, one variant, a few seeds): the sub-env resets with the
+lane's first seed, and when an episode ends it starts the next seed of its
+lane, until the lane is exhausted. Every seed of every lane runs to its end,
+so short episodes are never over-represented.
+
+A process keeps up to ``n_envs`` sub-envs running side by side and calls each
+policy once per step for all of its active sub-envs (batched inference).
+With ``workers > 1`` the calling process runs lanes itself while worker
+processes (``spawn``, one torch thread each) start up and join in; free
+sub-envs claim the next unclaimed lane from a shared counter, so the processes
+balance themselves whatever their start-up time. Finished episodes stream back
+to the caller as they end.
+
+A physics divergence ends its episode and is flagged: MuJoCo's instability
+warning counter (``mjWARN_BADQACC``, raised when MuJoCo resets an unstable
+simulation) increasing during the episode, or a non-finite ``qpos``, ``qvel``,
+``qacc``, reward or observation.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import queue
+import sys
+import traceback
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+
+from sim2real.evaluation.policy import BatchPolicy, PolicySource
+
+_BADQACC = int(mujoco.mjtWarning.mjWARN_BADQACC)
+
+
+@dataclass(frozen=True)
+class Episode:
+    """One finished episode: its raw return, and whether physics diverged."""
+
+    policy: str
+    variant: str
+    seed: int
+    ret: float
+    length: int
+    diverged: bool = False
+    reason: str | None = None
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "policy": self.policy,
+            "variant": self.variant,
+            "seed": self.seed,
+            "return": self.ret if math.isfinite(self.ret) else None,
+            "length": self.length,
+            "diverged": self.diverged,
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Episode:
+        ret = record["return"]
+        return cls(
+            policy=str(record["policy"]),
+            variant=str(record["variant"]),
+            seed=int(record["seed"]),
+            ret=math.nan if ret is None else float(ret),
+            length=int(record["length"]),
+            diverged=bool(record["diverged"]),
+            reason=record.get("reason"),
+        )
+
+
+@dataclass(frozen=True)
+class Lane:
+    """One sub-env's fixed list of episodes: ``policy`` (an index) on ``variant``."""
+
+    policy: int
+    variant: str
+    seeds: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Workload:
+    """Everything a process needs to run lanes; picklable for worker processes.
+
+    Attributes:
+        task: the task name or Gymnasium id, built with :func:`sim2real.make`.
+        specs: the skew spec (nested mapping) of each variant key.
+        policies: the policies that lanes refer to by index.
+        lanes: the work.
+        max_episode_steps: overrides the task's time limit when set.
+        n_envs: sub-envs run side by side in one process.
+    """
+
+    task: str
+    specs: Mapping[str, Mapping[str, Any]]
+    policies: tuple[PolicySource, ...]
+    lanes: tuple[Lane, ...]
+    max_episode_steps: int | None
+    n_envs: int
+
+    @property
+    def episodes(self) -> int:
+        return sum(len(lane.seeds) for lane in self.lanes)
+
+
+def make_env(task: str, spec: Mapping[str, Any], max_episode_steps: int | None) -> gym.Env:
+    """The variant of ``task`` with skews ``spec``; the sim variant itself when none are set."""
+    from sim2real.pairing import make
+
+    kwargs = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
+    return make(task, skews=dict(spec), **kwargs)
+
+
+def plan_lanes(jobs: Sequence[tuple[int, str, int]], lane_length: int) -> tuple[Lane, ...]:
+    """Cut ``(policy, variant, seed)`` jobs, in order, into lanes of up to ``lane_length``
+    seeds of one policy and variant."""
+    lanes: list[Lane] = []
+    current: list[int] = []
+    key: tuple[int, str] | None = None
+    for policy, variant, seed in jobs:
+        if (policy, variant) != key or len(current) == lane_length:
+            if current and key is not None:
+                lanes.append(Lane(key[0], key[1], tuple(current)))
+            key, current = (policy, variant), []
+        current.append(seed)
+    if current and key is not None:
+        lanes.append(Lane(key[0], key[1], tuple(current)))
+    return tuple(lanes)
+
+
+def divergence(data: Any, warnings_before: int) -> str | None:
+    """Why the simulation in ``data`` (an ``MjData``) diverged, or ``None``."""
+    if data.warning[_BADQACC].number > warnings_before:
+        return "MuJoCo instability warning (mjWARN_BADQACC)"
+    for name in ("qpos", "qvel", "qacc"):
+        if not np.isfinite(getattr(data, name)).all():
+            return f"non-finite {name}"
+    return None
+
+
+class _SubEnv:
+    """One env working through one lane."""
+
+    def __init__(self, lane: Lane, identity: str, env: gym.Env) -> None:
+        self.lane, self.identity, self.env = lane, identity, env
+        data = getattr(env.unwrapped, "data", None)
+        self.data = data if isinstance(data, mujoco.MjData) else None
+        self.position = 0
+        self.finished = False
+        self._begin()
+
+    def _begin(self) -> None:
+        self.obs, _ = self.env.reset(seed=self.lane.seeds[self.position])
+        self.total, self.length = 0.0, 0
+        self.warnings = self.data.warning[_BADQACC].number if self.data is not None else 0
+
+    def step(self, action: np.ndarray) -> Episode | None:
+        """Advance one step; the finished episode when this step ended it."""
+        obs, reward, terminated, truncated, _ = self.env.step(action)
+        self.total += reward
+        self.length += 1
+        reason = self._diverged(obs, reward)
+        if reason is None and not (terminated or truncated):
+            self.obs = obs
+            return None
+        episode = Episode(
+            policy=self.identity,
+            variant=self.lane.variant,
+            seed=self.lane.seeds[self.position],
+            ret=float(self.total),
+            length=self.length,
+            diverged=reason is not None,
+            reason=reason,
+        )
+        self.position += 1
+        if self.position < len(self.lane.seeds):
+            self._begin()
+        else:
+            self.finished = True
+        return episode
+
+    def _diverged(self, obs: np.ndarray, reward: float) -> str | None:
+        if self.data is not None:
+            reason = divergence(self.data, self.warnings)
+            if reason is not None:
+                return reason
+        if not math.isfinite(reward):
+            return "non-finite reward"
+        if not np.isfinite(obs).all():
+            return "non-finite observation"
+        return None
+
+
+def run_lanes(
+    workload: Workload,
+    claim: Callable[[], int | None],
+    emit: Callable[[Episode], None],
+    *,
+    policies: Mapping[int, BatchPolicy] | None = None,
+    poll: Callable[[], None] | None = None,
+) -> None:
+    """Run claimed lanes in this process until ``claim`` returns ``None`` and all are done.
+
+    Args:
+        workload: the lanes and how to build their envs and policies.
+        claim: the index of the next lane to run, or ``None`` when none is left.
+        emit: receives each finished episode.
+        policies: already built batch policies by index (the others are built on first use).
+        poll: called once per step (the caller collects worker results there).
+    """
+    built: dict[int, BatchPolicy] = dict(policies or {})
+    idle: dict[str, list[gym.Env]] = {}
+    active: list[_SubEnv] = []
+
+    def start(lane: Lane) -> _SubEnv:
+        if lane.policy not in built:
+            built[lane.policy] = workload.policies[lane.policy].build()
+        pool = idle.setdefault(lane.variant, [])
+        env = (
+            pool.pop()
+            if pool
+            else make_env(workload.task, workload.specs[lane.variant], workload.max_episode_steps)
+        )
+        return _SubEnv(lane, workload.policies[lane.policy].identity, env)
+
+    try:
+        while True:
+            while len(active) < workload.n_envs and (index := claim()) is not None:
+                active.append(start(workload.lanes[index]))
+            if not active:
+                return
+            by_policy: dict[int, list[_SubEnv]] = {}
+            for sub in active:
+                by_policy.setdefault(sub.lane.policy, []).append(sub)
+            for index, subs in by_policy.items():
+                actions = built[index](np.stack([sub.obs for sub in subs]))
+                for sub, action in zip(subs, actions, strict=True):
+                    episode = sub.step(action)
+                    if episode is not None:
+                        emit(episode)
+            for sub in active:
+                if sub.finished:
+                    idle[sub.lane.variant].append(sub.env)
+            active = [sub for sub in active if not sub.finished]
+            if poll is not None:
+                poll()
+    finally:
+        for env in [sub.env for sub in active] + [e for pool in idle.values() for e in pool]:
+            env.close()
+
+
+@contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    """Batched inference of small networks gains nothing from threads; leave the cores to
+    the envs (and to the worker processes)."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def run_workload(
+    workload: Workload,
+    emit: Callable[[Episode], None],
+    *,
+    workers: int = 1,
+    policies: Mapping[int, BatchPolicy] | None = None,
+) -> None:
+    """Run every lane of ``workload``, here and in ``workers - 1`` worker processes.
+
+    Args:
+        workload: the work; with ``workers > 1`` its policies must be portable
+            (see :meth:`PolicySource.portable`).
+        emit: receives each finished episode, in this process, as it ends.
+        workers: processes in all, this one included.
+        policies: batch policies already built in this process, by index.
+    """
+    if workers <= 1 or len(workload.lanes) < 2:
+        lanes = iter(range(len(workload.lanes)))
+        with _one_torch_thread():
+            run_lanes(workload, lambda: next(lanes, None), emit, policies=policies)
+        return
+
+    context = multiprocessing.get_context("spawn")
+    counter = context.Value("q", 0)
+    results = context.Queue()
+    processes = [
+        context.Process(
+            target=_worker, args=(workload, counter, results), daemon=True, name=f"eval-{n}"
+        )
+        for n in range(1, workers)
+    ]
+    for process in processes:
+        process.start()
+    remaining = workload.episodes
+
+    def collect(message: tuple[str, Any]) -> None:
+        nonlocal remaining
+        kind, payload = message
+        if kind == "error":
+            raise RuntimeError(f"an evaluation worker failed:\n{payload}")
+        remaining -= 1
+        emit(payload)
+
+    def own(episode: Episode) -> None:
+        nonlocal remaining
+        remaining -= 1
+        emit(episode)
+
+    def poll() -> None:
+        while True:
+            try:
+                message = results.get_nowait()
+            except queue.Empty:
+                return
+            collect(message)
+
+    claim = _Claimer(counter, len(workload.lanes))
+    try:
+        with _one_torch_thread():
+            run_lanes(workload, claim, own, policies=policies, poll=poll)
+        while remaining > 0:
+            try:
+                collect(results.get(timeout=0.5))
+            except queue.Empty:
+                if any(process.is_alive() for process in processes):
+                    continue
+                poll()  # a worker's last episodes may have arrived as it exited
+                if remaining > 0:
+                    codes = ", ".join(f"{p.name}: {p.exitcode}" for p in processes)
+                    raise RuntimeError(
+                        f"evaluation workers exited ({codes}) with {remaining} episodes unfinished"
+                    ) from None
+    finally:
+        # Every lane is done (or the run failed): workers still starting up hold no work.
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+            process.join()
+        results.close()
+
+
+class _Claimer:
+    """Hands out lane indices from a counter shared between processes."""
+
+    def __init__(self, counter: Any, total: int) -> None:
+        self.counter, self.total = counter, total
+
+    def __call__(self) -> int | None:
+        with self.counter.get_lock():
+            index = self.counter.value
+            if index >= self.total:
+                return None
+            self.counter.value = index + 1
+            return index
+
+
+def _worker(workload: Workload, counter: Any, results: Any) -> None:
+    """Entry point of a worker process: claim lanes, send each finished episode back."""
+    import torch
+
+    torch.set_num_threads(1)
+    try:
+        run_lanes(
+            workload, _Claimer(counter, len(workload.lanes)), lambda e: results.put(("episode", e))
+        )
+    except BaseException:
+        results.put(("error", traceback.format_exc()))
