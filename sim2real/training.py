@@ -38,16 +38,8 @@ from stable_baselines3.common.noise import NormalActionNoise
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 
 from sim2real.paths import data_dir
+from sim2real.tasks import tasks
 
-TASKS: tuple[str, ...] = (
-    "InvertedPendulum",
-    "InvertedDoublePendulum",
-    "Reacher",
-    "Hopper",
-    "HalfCheetah",
-    "Walker2d",
-    "Ant",
-)
 ALGOS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "sac": SAC, "td3": TD3}
 _ACTIVATIONS: dict[str, type[torch.nn.Module]] = {
     "tanh": torch.nn.Tanh,
@@ -89,8 +81,8 @@ def _validate(
     randomization: str | Path | dict | None,
 ) -> Path:
     """Check user input before any work; return the config path to use."""
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+    if task not in tasks():
+        raise ValueError(f"task must be one of {', '.join(tasks())}, got {task!r}")
     if algo not in ALGOS:
         raise ValueError(f"algo must be one of {', '.join(ALGOS)}, got {algo!r}")
     if timesteps is not None and (
@@ -129,7 +121,7 @@ def _make_env(task: str, randomization: dict | None) -> gym.Env:
 
     if randomization is not None:
         return sim2real.make(task, randomization=randomization)
-    return gym.make(f"sim2real/{task}-sim-v0")
+    return gym.make(tasks()[task].sim_id)
 
 
 def _make_vec_env(
@@ -362,7 +354,7 @@ def load_policy(run_dir: Path) -> tuple[BaseAlgorithm, VecNormalize | None]:
     stats = run_dir / VECNORMALIZE_FILE
     if not stats.is_file():
         raise ValueError(f"{stats} is missing but {run_dir} was trained with obs normalization")
-    dummy = DummyVecEnv([lambda: gym.make(f"{meta['task']}-v5")])
+    dummy = DummyVecEnv([lambda: gym.make(tasks()[meta["task"]].sim_id)])
     vecnorm = VecNormalize.load(str(stats), dummy)
     vecnorm.training = False
     vecnorm.norm_reward = False
@@ -373,7 +365,7 @@ def evaluate_sim_return(run_dir: Path, seeds: Iterable[int] = range(1000, 1010))
     """Raw sim return per episode (one per seed) of deterministic actions, stats frozen."""
     model, vecnorm = load_policy(run_dir)
     meta = json.loads((Path(run_dir) / METADATA_FILE).read_text())
-    env = gym.make(f"{meta['task']}-v5")
+    env = gym.make(tasks()[meta["task"]].sim_id)
     returns = []
     for seed in seeds:
         obs, _ = env.reset(seed=seed)
@@ -408,7 +400,7 @@ def _run_cli(args: argparse.Namespace) -> int:
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``train`` options, shared by the CLI and ``scripts/train_policy.py``."""
-    parser.add_argument("--task", required=True, help=f"one of {', '.join(TASKS)}")
+    parser.add_argument("--task", required=True, help=f"one of {', '.join(tasks())}")
     parser.add_argument("--algo", default="ppo", help=f"one of {', '.join(ALGOS)} (default ppo)")
     parser.add_argument("--randomization", type=Path, help="randomization spec YAML (DR training)")
     parser.add_argument("--seed", type=int, default=0)

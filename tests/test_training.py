@@ -12,9 +12,9 @@ import yaml
 
 import sim2real  # noqa: F401  (registers the sim2real/* ids)
 from sim2real.paths import data_dir
+from sim2real.tasks import tasks
 from sim2real.training import (
     ALGOS,
-    TASKS,
     config_path,
     evaluate_sim_return,
     load_policy,
@@ -50,7 +50,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, tiny_config: Path) -> Pat
 
 
 def test_every_task_has_a_ppo_config_and_hopper_has_sac_td3() -> None:
-    for task in TASKS:
+    for task in tasks():
         assert config_path(task, "ppo").is_file(), task
     for algo in ALGOS:
         assert config_path("Hopper", algo).is_file(), algo
