@@ -107,14 +107,11 @@ class DomainRandomization(SkewedEnv, gym.utils.RecordConstructorArgs):
             if randomized.resample == "episode"
         ]
         self._step_values = {name: f"{r!r} each step" for name, r in self._per_step.items()}
-        self._step_means: dict[str, dict[str, Any]] = {}
-        for name, randomized in self._per_step.items():
-            section, field = name.split(".")
-            mean = randomized.dist.mean.tolist()
-            self._step_means.setdefault(section, {})[field] = _point_value(name, mean)
-        self._point_of: SkewSpec | None = None  # the base that _point and _fixed were made for
-        self._point = self.skews
-        self._fixed: dict[str, Any] = {}
+        self._step_means = {name: r.dist.mean.tolist() for name, r in self._per_step.items()}
+        self._point_of: SkewSpec | None = None  # the base that the next two were made for
+        self._point_values: dict[str, Any] = {}  # the fixed point, as a nested mapping
+        self._fixed: dict[str, Any] = {}  # its non-nominal values on fields left fixed
+        self._arrays: dict[str, np.ndarray] = {}  # this episode's draws as drawn
 
     # ------------------------------------------------------------------ public
     def applied_values(self) -> dict[str, Any]:
@@ -160,27 +157,22 @@ class DomainRandomization(SkewedEnv, gym.utils.RecordConstructorArgs):
         self._step_streams = {}
 
     def _skews_for_episode(self) -> SkewSpec:
+        self._refresh_fixed_point()
         rngs = self._field_rngs
-        self.episode_draws = {
-            name: dist.sample(rngs[name], size).tolist()
-            for name, dist, size in self._episode_fields
+        self._arrays = {
+            name: dist.sample(rngs[name], size) for name, dist, size in self._episode_fields
         }
-        updates = {section: dict(values) for section, values in self._step_means.items()}
-        for name, draw in self.episode_draws.items():
+        self.episode_draws = {name: draw.tolist() for name, draw in self._arrays.items()}
+        point = {k: dict(v) if isinstance(v, dict) else v for k, v in self._point_values.items()}
+        for name, value in (*self.episode_draws.items(), *self._step_means.items()):
             section, field = name.split(".")
-            updates.setdefault(section, {})[field] = _point_value(name, draw)
-        point = self._fixed_point()
-        return point.model_copy(
-            update={
-                section: getattr(point, section).model_copy(update=values)
-                for section, values in updates.items()
-            }
-        )
+            point[section][field] = _point_value(name, value)
+        return SkewSpec.model_validate(point)  # faster than copying the frozen sections
 
     def _apply_dynamics(self, spec: SkewSpec) -> None:
         # The point holds the fixed values; the draws are exact where it holds a mean.
         values = {name: value for name, value in spec.dynamics if value is not None}
-        for name, draw in self.episode_draws.items():
+        for name, draw in self._arrays.items():
             section, field = name.split(".")
             if section == "dynamics":
                 values[field] = draw
@@ -196,7 +188,7 @@ class DomainRandomization(SkewedEnv, gym.utils.RecordConstructorArgs):
         super()._build_pipeline(spec)
         if not self._field_rngs:  # SkewedEnv.__init__ builds the base pipeline before any draw
             return
-        draws, step = self.episode_draws, self._per_step
+        draws, step = self._arrays, self._per_step
         low, high = self._low, self._high
         if self._noise is not None:
             if "actuation.noise_std" in step:  # noise = (std_t * z_t) x action range
@@ -207,7 +199,7 @@ class DomainRandomization(SkewedEnv, gym.utils.RecordConstructorArgs):
                 self._noise = ActuationNoise(draws["actuation.noise_std"], low, high)
                 self._noise.stream = stream
         if self._deadband is not None and "actuation.deadband" in draws:
-            self._deadband = Deadband(np.asarray(draws["actuation.deadband"]), low, high)
+            self._deadband = Deadband(draws["actuation.deadband"], low, high)
         sensors = self._sensors
         if sensors.noise is not None and "sensing.noise_std" in step:  # noise = std_t * z_t
             sensors.noise = SensorNoise(np.ones(self._obs_dim))
@@ -218,17 +210,17 @@ class DomainRandomization(SkewedEnv, gym.utils.RecordConstructorArgs):
                 sensors.dropout.stream = self._step_stream("sensing.dropout_prob", self._obs_dim)
             elif "sensing.dropout_prob" in draws:
                 stream = sensors.dropout.stream
-                sensors.dropout = SensorDropout(np.asarray(draws["sensing.dropout_prob"]))
+                sensors.dropout = SensorDropout(draws["sensing.dropout_prob"])
                 sensors.dropout.stream = stream
 
     # ------------------------------------------------------------------ internals
-    def _fixed_point(self) -> SkewSpec:
-        """The base with the spec's plain values; remade when the base changes (``set_skews``)."""
+    def _refresh_fixed_point(self) -> None:
+        """Remake the fixed point (base and plain values) when the base changes (``set_skews``)."""
         if self._point_of is not self.skews:
-            self._point = self.randomization.over(self.skews)
-            self._fixed = _fixed_values(self._point, self.randomization)
+            point = self.randomization.over(self.skews)
+            self._point_values = point.model_dump()
+            self._fixed = _fixed_values(point, self.randomization)
             self._point_of = self.skews
-        return self._point
 
     def _step_stream(self, name: str, dim: int) -> BlockStream:
         """The per-step stream of ``name``, kept across episodes until the next seed."""
