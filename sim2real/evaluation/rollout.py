@@ -14,10 +14,11 @@ sub-envs claim the next unclaimed lane from a shared counter, so the processes
 balance themselves whatever their start-up time. Finished episodes stream back
 to the caller as they end.
 
-A physics divergence ends its episode and is flagged: MuJoCo's instability
-warning counter (``mjWARN_BADQACC``, raised when MuJoCo resets an unstable
-simulation) increasing during the episode, or a non-finite ``qpos``, ``qvel``,
-``qacc``, reward or observation.
+A physics divergence ends its episode and is flagged: one of MuJoCo's
+instability warning counters (``mjWARN_BADQACC``, ``mjWARN_BADQVEL``,
+``mjWARN_BADQPOS``: MuJoCo found a NaN, infinite or huge value and silently
+reset the simulation) increasing during the episode, or a non-finite ``qpos``,
+``qvel``, ``qacc``, reward or observation.
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ import numpy as np
 
 from sim2real.evaluation.policy import BatchPolicy, PolicySource
 
-_BADQACC = int(mujoco.mjtWarning.mjWARN_BADQACC)
+# MuJoCo's instability warnings: raised when it finds a bad value and resets the simulation.
+INSTABILITY_WARNINGS = ("mjWARN_BADQPOS", "mjWARN_BADQVEL", "mjWARN_BADQACC")
+_WARNING_INDICES = tuple(int(getattr(mujoco.mjtWarning, name)) for name in INSTABILITY_WARNINGS)
 
 
 @dataclass(frozen=True)
@@ -137,10 +140,18 @@ def plan_lanes(jobs: Sequence[tuple[int, str, int]], lane_length: int) -> tuple[
     return tuple(lanes)
 
 
-def divergence(data: Any, warnings_before: int) -> str | None:
-    """Why the simulation in ``data`` (an ``MjData``) diverged, or ``None``."""
-    if data.warning[_BADQACC].number > warnings_before:
-        return "MuJoCo instability warning (mjWARN_BADQACC)"
+def instability_warnings(data: Any) -> tuple[int, ...]:
+    """MuJoCo's instability warning counters of ``data`` (an ``MjData``)."""
+    return tuple(int(data.warning[index].number) for index in _WARNING_INDICES)
+
+
+def divergence(data: Any, warnings_before: tuple[int, ...]) -> str | None:
+    """Why the simulation in ``data`` (an ``MjData``) diverged since the counters read
+    ``warnings_before``, or ``None``."""
+    now = instability_warnings(data)
+    for name, before, after in zip(INSTABILITY_WARNINGS, warnings_before, now, strict=True):
+        if after > before:
+            return f"MuJoCo instability warning ({name})"
     for name in ("qpos", "qvel", "qacc"):
         if not np.isfinite(getattr(data, name)).all():
             return f"non-finite {name}"
@@ -161,7 +172,8 @@ class _SubEnv:
     def _begin(self) -> None:
         self.obs, _ = self.env.reset(seed=self.lane.seeds[self.position])
         self.total, self.length = 0.0, 0
-        self.warnings = self.data.warning[_BADQACC].number if self.data is not None else 0
+        if self.data is not None:
+            self.warnings = instability_warnings(self.data)
 
     def step(self, action: np.ndarray) -> Episode | None:
         """Advance one step; the finished episode when this step ended it."""
