@@ -1,1 +1,3 @@
-from sim2real.cli import main; raise SystemExit(main())
+from sim2real.cli import main
+
+raise SystemExit(main())
