@@ -132,7 +132,9 @@ class DomainRandomization(SkewedEnv, gym.utils.RecordConstructorArgs):
             f"{type(self).__name__} on {type(self._base).__name__}: control step "
             f"{self._frame_skip * self._substep_s:g} s = {self._frame_skip} substeps of "
             f"{self._substep_s:g} s; latencies realized on that substep grid",
-            "  randomized (drawn each episode unless marked):",
+            "  randomized (drawn each episode unless marked):"
+            if self.randomization.randomized
+            else "  randomized: nothing (every field fixed)",
         ]
         for name, randomized in self.randomization.randomized.items():
             unit, meaning = field_info(name)
