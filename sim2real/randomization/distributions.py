@@ -2,7 +2,8 @@
 
 Each distribution is a small class built from the keys of its config mapping;
 ``sample(rng, size)`` draws from a caller's generator, and ``repr`` prints the
-config back (``{dist: uniform, low: 0.5, high: 1.5}``, valid YAML).
+config back (``{dist: uniform, low: 0.5, high: 1.5}``, valid YAML). Parameters
+and draws are in the unit of the field being randomized (``x nominal``, ``s``, ...).
 
 Parameters are one number or, for per-dimension fields, one number per
 dimension; they broadcast like numpy arrays. ``sample(rng, None)`` returns one
