@@ -7,6 +7,8 @@ import json
 import os
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,14 @@ from sim2real.evaluation.policy import (
     resolve_policies,
 )
 from sim2real.evaluation.report import GapReport, VariantInfo
-from sim2real.evaluation.rollout import Episode, Workload, make_env, plan_lanes, run_workload
+from sim2real.evaluation.rollout import (
+    Episode,
+    WorkerPool,
+    Workload,
+    make_env,
+    plan_lanes,
+    run_workload,
+)
 from sim2real.evaluation.stats import CONFIDENCE, RESAMPLES
 from sim2real.evaluation.store import EpisodeStore
 from sim2real.pairing import SpecSource, resolve_spec
@@ -111,28 +120,21 @@ def evaluate_gap(
     plan = _attribution_plan(variants[1], specs, permutations) if attribution else None
     if plan is not None:
         variants += _subset_variants(variants[1], plan, specs)
-    sources = resolve_policies(policy)
-    _check_policies(sources, task, builtin, seed_list, max_episode_steps)
-    shipped, workers = _portable(sources, workers) if workers > 1 else (sources, 1)
-
-    header = {"task": task, "max_episode_steps": max_episode_steps}
-    store = EpisodeStore(Path(out) if out is not None else None, header, resume=resume)
-    try:
-        _run(
-            store,
-            sources,
-            shipped,
-            variants,
-            specs,
-            seed_list,
-            task,
-            max_episode_steps,
-            workers,
-            n_envs,
-            progress,
-        )
-    finally:
-        store.close()
+    setup = _Setup(task, seed_list, variants, specs, max_episode_steps)
+    # Workers start now, and get ready while policies are loaded and checked here.
+    with WorkerPool(workers - 1) if workers > 1 else nullcontext() as pool:
+        sources = resolve_policies(policy)
+        _check_policies(sources, task, builtin, seed_list, max_episode_steps)
+        shipped = _portable(sources) if pool is not None else sources
+        if shipped is None:
+            pool.close()
+            pool, shipped = None, sources
+        header = {"task": task, "max_episode_steps": max_episode_steps}
+        store = EpisodeStore(Path(out) if out is not None else None, header, resume=resume)
+        try:
+            _run_pending(setup, sources, shipped, store, pool, n_envs, progress)
+        finally:
+            store.close()
 
     settings = Settings(confidence, bootstrap_resamples, bootstrap_seed)
     report = _report(task, seed_list, sources, variants, plan, store, settings, max_episode_steps)
@@ -267,51 +269,66 @@ def _check_policies(
         env.close()
 
 
-def _portable(sources: list[PolicySource], workers: int) -> tuple[list[PolicySource], int]:
-    """Sources that worker processes can rebuild, or one process when some cannot be sent."""
+def _portable(sources: list[PolicySource]) -> list[PolicySource] | None:
+    """Sources that worker processes can rebuild; ``None`` (with a warning) when some cannot
+    be sent to them."""
     try:
-        return [s.portable() for s in sources], workers
+        return [s.portable() for s in sources]
     except PolicyError as error:
         warnings.warn(f"{error}; evaluating in this process only", stacklevel=3)
-        return sources, 1
+        return None
 
 
 # ---------------------------------------------------------------------- running
-def _run(
-    store: EpisodeStore,
+@dataclass(frozen=True)
+class _Setup:
+    """What is evaluated, checked."""
+
+    task: str
+    seeds: list[int]
+    variants: list[VariantInfo]
+    specs: dict[str, SkewSpec]
+    max_episode_steps: int | None
+
+
+def _run_pending(
+    setup: _Setup,
     sources: Sequence[PolicySource],
     shipped: Sequence[PolicySource],
-    variants: Sequence[VariantInfo],
-    specs: Mapping[str, SkewSpec],
-    seeds: Sequence[int],
-    task: str,
-    max_episode_steps: int | None,
-    workers: int,
+    store: EpisodeStore,
+    pool: WorkerPool | None,
     n_envs: int,
     progress: bool | None,
 ) -> None:
-    first: dict[str, int] = {}  # the first source of each policy identity
+    """Run every episode not yet in ``store``; each goes to ``store`` as it finishes.
+
+    ``shipped`` are ``sources`` as sent to the workers of ``pool``.
+    """
+    first: dict[str, int] = {}  # one run per distinct policy ...
     for index, source in enumerate(sources):
         first.setdefault(source.identity, index)
-    keys = list(dict.fromkeys(v.key for v in variants))
-    wanted = [(i, key, seed) for i in first.values() for key in keys for seed in seeds]
+    keys = list(dict.fromkeys(v.key for v in setup.variants))  # ... and distinct skews
+    wanted = [(i, key, seed) for i in first.values() for key in keys for seed in setup.seeds]
     jobs = [job for job in wanted if (sources[job[0]].identity, job[1], job[2]) not in store]
     if not jobs:
         return
-    lane_length = int(np.clip(len(jobs) // (4 * workers * n_envs), 1, 8))
+    processes = 1 + (len(pool.processes) if pool is not None else 0)
+    # Lanes of up to 8 seeds, at least 4 per sub-env, so that processes finish together;
+    # no process runs more than its share of lanes at once, so that late starters get some.
+    lanes = plan_lanes(jobs, int(np.clip(len(jobs) // (4 * processes * n_envs), 1, 8)))
     workload = Workload(
-        task=task,
-        specs={key: specs[key].to_dict() for key in keys},
+        task=setup.task,
+        specs={key: setup.specs[key].to_dict() for key in keys},
         policies=tuple(shipped),
-        lanes=plan_lanes(jobs, lane_length),
-        max_episode_steps=max_episode_steps,
-        n_envs=n_envs,
+        lanes=lanes,
+        max_episode_steps=setup.max_episode_steps,
+        n_envs=min(n_envs, -(-len(lanes) // processes)),
     )
-    built = {i: sources[i].build() for i in first.values()}  # loaded once, for this process
+    built = {i: sources[i].build() for i in first.values()}  # this process's own copies
     bar = tqdm(
         total=len(wanted),
         initial=len(wanted) - len(jobs),
-        desc=f"evaluate {task}",
+        desc=f"evaluate {setup.task}",
         unit="episode",
         disable=None if progress is None else not progress,
     )
@@ -321,7 +338,7 @@ def _run(
         bar.update()
 
     try:
-        run_workload(workload, emit, workers=workers, policies=built)
+        run_workload(workload, emit, pool=pool, policies=built)
     finally:
         bar.close()
 

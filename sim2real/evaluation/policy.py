@@ -23,7 +23,6 @@ Accepted forms:
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import pickle
 import re
@@ -66,7 +65,7 @@ class ObsNormalizer:
 
 @dataclass(frozen=True)
 class PolicySource:
-    """A policy as a picklable recipe, with what the report says about it.
+    """A policy with what the report says about it; :meth:`portable` makes it picklable.
 
     Attributes:
         label: the name in reports, unique within one evaluation.
@@ -74,8 +73,12 @@ class PolicySource:
         identity: the key of its episodes in the results file; path-based
             policies are identified by the content of their files, others by label.
         algo: ``"ppo"``, ``"sac"``, ``"td3"``, ``"a2c"``, or ``None`` for a callable.
-        origin: the path it was loaded from, or ``"object"``.
+        origin: the path it was loaded from, ``"object"`` or ``"callable"``.
         trained_on: the task named in ``metadata.json``, if any.
+        normalizer: the frozen observation normalization of an SB3 policy.
+        network: the SB3 policy network (``model.policy``), in this process.
+        network_bytes: the same network pickled without its optimizers, for a worker.
+        function: a callable policy, applied as is.
     """
 
     label: str
@@ -85,23 +88,25 @@ class PolicySource:
     origin: str
     trained_on: str | None = None
     normalizer: ObsNormalizer | None = None
-    path: str | None = None
-    model_bytes: bytes | None = None
+    network: Any = field(default=None, repr=False, compare=False)
+    network_bytes: bytes | None = field(default=None, repr=False)
     function: BatchPolicy | None = None
-    model: Any = field(default=None, repr=False, compare=False)
 
     def build(self) -> BatchPolicy:
         """The batch policy: deterministic actions, normalization applied."""
         if self.function is not None:
             return self.function
-        model = self.model
-        if model is None:
-            file = io.BytesIO(self.model_bytes) if self.model_bytes is not None else self.path
-            model = _algo_class(self.algo).load(file, device="cpu", custom_objects=_CUSTOM_OBJECTS)
-        return _SB3Policy(model, self.normalizer)
+        network = self.network
+        if network is None:
+            network = pickle.loads(self.network_bytes)  # our own bytes, from portable()
+        return _SB3Policy(network, self.normalizer)
 
     def portable(self) -> PolicySource:
         """A copy that can be sent to a worker process.
+
+        An SB3 policy travels as its policy network alone: a worker rebuilds it
+        without loading the model file or building optimizers, so it starts
+        quickly.
 
         Raises:
             PolicyError: when the policy is a callable that cannot be pickled.
@@ -114,11 +119,9 @@ class PolicySource:
                     f"policy {self.label!r} cannot be sent to a worker process ({error})"
                 ) from None
             return self
-        if self.model is None or self.path is not None:
-            return replace(self, model=None)
-        buffer = io.BytesIO()
-        self.model.save(buffer)
-        return replace(self, model=None, model_bytes=buffer.getvalue())
+        if self.network is None:
+            return self
+        return replace(self, network=None, network_bytes=_without_optimizers(self.network))
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -131,17 +134,30 @@ class PolicySource:
         }
 
 
-class _SB3Policy:
-    """An SB3 model as a batch policy: frozen normalization, then deterministic ``predict``."""
+def _without_optimizers(network: Any) -> bytes:
+    """``network`` pickled with every ``optimizer`` attribute of its modules left out."""
+    holders = [m for m in network.modules() if getattr(m, "optimizer", None) is not None]
+    optimizers = [m.optimizer for m in holders]
+    try:
+        for module in holders:
+            module.optimizer = None
+        return pickle.dumps(network)
+    finally:
+        for module, optimizer in zip(holders, optimizers, strict=True):
+            module.optimizer = optimizer
 
-    def __init__(self, model: Any, normalizer: ObsNormalizer | None) -> None:
-        self.model = model
+
+class _SB3Policy:
+    """An SB3 policy network as a batch policy: frozen normalization, deterministic actions."""
+
+    def __init__(self, network: Any, normalizer: ObsNormalizer | None) -> None:
+        self.network = network
         self.normalizer = normalizer
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         if self.normalizer is not None:
             obs = self.normalizer(obs)
-        actions, _ = self.model.predict(obs, deterministic=True)
+        actions, _ = self.network.predict(obs, deterministic=True)
         return actions
 
 
@@ -218,7 +234,7 @@ def _from_model(model: Any, normalizer: ObsNormalizer | None, group: str | None,
         algo=algo,
         origin="object",
         normalizer=normalizer,
-        model=model,
+        network=model.policy,
     )
 
 
@@ -267,8 +283,7 @@ def _from_path(path: Path, group: str | None) -> PolicySource:
         origin=str(path),
         trained_on=metadata.get("task"),
         normalizer=normalizer,
-        path=str(model_file),
-        model=model,
+        network=model.policy,
     )
 
 
@@ -318,15 +333,12 @@ def _detect_algo(model_file: Path, metadata: dict[str, Any], data: dict[str, Any
     )
 
 
-def _algo_class(algo: str | None) -> Any:
+def _load_model(model_file: Path, algo: str) -> Any:
     import stable_baselines3
 
-    return getattr(stable_baselines3, str(algo).upper())
-
-
-def _load_model(model_file: Path, algo: str) -> Any:
     try:
-        return _algo_class(algo).load(model_file, device="cpu", custom_objects=_CUSTOM_OBJECTS)
+        algo_class = getattr(stable_baselines3, algo.upper())
+        return algo_class.load(model_file, device="cpu", custom_objects=_CUSTOM_OBJECTS)
     except Exception as error:
         raise PolicyError(
             f"policy {str(model_file)!r} cannot be loaded as a {algo.upper()} model ({error})"
@@ -383,7 +395,7 @@ def check_fits(source: PolicySource, env: gym.Env, probe: np.ndarray) -> None:
     map it to finite actions of the env's action shape.
     """
     obs_shape, action_space = env.observation_space.shape, env.action_space
-    model = source.model
+    model = source.network
     if model is not None:
         if model.observation_space.shape != obs_shape:
             raise PolicyError(

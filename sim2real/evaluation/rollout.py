@@ -8,17 +8,17 @@ so short episodes are never over-represented.
 
 A process keeps up to ``n_envs`` sub-envs running side by side and calls each
 policy once per step for all of its active sub-envs (batched inference).
-With ``workers > 1`` the calling process runs lanes itself while worker
-processes (``spawn``, one torch thread each) start up and join in; free
-sub-envs claim the next unclaimed lane from a shared counter, so the processes
-balance themselves whatever their start-up time. Finished episodes stream back
-to the caller as they end.
+With a :class:`WorkerPool` the calling process runs lanes itself while the
+worker processes (``spawn``, one torch thread each) finish starting up and
+join in; a free sub-env claims the next unclaimed lane from a counter shared by
+all processes, so they balance themselves whatever their start-up time.
+Finished episodes stream back to the caller as they end.
 
 A physics divergence ends its episode and is flagged: one of MuJoCo's
 instability warning counters (``mjWARN_BADQACC``, ``mjWARN_BADQVEL``,
 ``mjWARN_BADQPOS``: MuJoCo found a NaN, infinite or huge value and silently
-reset the simulation) increasing during the episode, or a non-finite ``qpos``,
-``qvel``, ``qacc``, reward or observation.
+reset the simulation) increasing during the episode, a non-finite reward, or a
+non-finite ``qpos``, ``qvel``, ``qacc`` or observation at the episode's end.
 """
 
 from __future__ import annotations
@@ -165,6 +165,8 @@ class _SubEnv:
         self.lane, self.identity, self.env = lane, identity, env
         data = getattr(env.unwrapped, "data", None)
         self.data = data if isinstance(data, mujoco.MjData) else None
+        # A live view of MuJoCo's warning counters, read every step.
+        self.counters = self.data.warning.number if self.data is not None else None
         self.position = 0
         self.finished = False
         self._begin()
@@ -174,13 +176,14 @@ class _SubEnv:
         self.total, self.length = 0.0, 0
         if self.data is not None:
             self.warnings = instability_warnings(self.data)
+            self.warnings_total = sum(self.warnings)
 
     def step(self, action: np.ndarray) -> Episode | None:
         """Advance one step; the finished episode when this step ended it."""
         obs, reward, terminated, truncated, _ = self.env.step(action)
         self.total += reward
         self.length += 1
-        reason = self._diverged(obs, reward)
+        reason = self._diverged(obs, reward, terminated or truncated)
         if reason is None and not (terminated or truncated):
             self.obs = obs
             return None
@@ -200,15 +203,20 @@ class _SubEnv:
             self.finished = True
         return episode
 
-    def _diverged(self, obs: np.ndarray, reward: float) -> str | None:
-        if self.data is not None:
-            reason = divergence(self.data, self.warnings)
-            if reason is not None:
-                return reason
+    def _diverged(self, obs: np.ndarray, reward: float, ending: bool) -> str | None:
+        """Every step: the reward and MuJoCo's warning counters (MuJoCo checks the state at
+        every substep). At the end: the state and observation too, since a bad value from
+        the last substep has not been checked by MuJoCo yet."""
         if not math.isfinite(reward):
             return "non-finite reward"
-        if not np.isfinite(obs).all():
-            return "non-finite observation"
+        if self.data is None:
+            return None if not ending or np.isfinite(obs).all() else "non-finite observation"
+        counters = self.counters
+        if sum(counters[i] for i in _WARNING_INDICES) > self.warnings_total or ending:
+            reason = divergence(self.data, self.warnings)
+            if reason is None and not np.isfinite(obs).all():
+                reason = "non-finite observation"
+            return reason
         return None
 
 
@@ -286,39 +294,83 @@ def _one_torch_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
+class WorkerPool:
+    """Worker processes for :func:`run_workload`, started before the work is known.
+
+    Workers are spawned (``spawn``: nothing is inherited) and import what they
+    need (numpy, MuJoCo, torch, SB3's policy classes) while the caller is still
+    checking its input and loading policies; then each waits for the workload.
+    A pool serves one workload; :meth:`close` ends the workers that are left.
+
+    Args:
+        size: the number of worker processes.
+    """
+
+    def __init__(self, size: int) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.counter = context.Value("q", 0)
+        self.results = context.Queue()
+        self._inbox = context.Queue()
+        self.processes = [
+            context.Process(
+                target=_worker,
+                args=(self._inbox, self.counter, self.results),
+                daemon=True,
+                name=f"sim2real-eval-{n}",
+            )
+            for n in range(1, size + 1)
+        ]
+        for process in self.processes:
+            process.start()
+        self._closed = False
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def send(self, workload: Workload) -> None:
+        for _ in self.processes:
+            self._inbox.put(workload)
+
+    def close(self) -> None:
+        """End the workers: when the work is done, those still starting hold none of it."""
+        if self._closed:
+            return
+        self._closed = True
+        for process in self.processes:
+            if process.is_alive():
+                process.terminate()
+            process.join()
+        for channel in (self.results, self._inbox):
+            channel.close()
+            channel.cancel_join_thread()
+
+
 def run_workload(
     workload: Workload,
     emit: Callable[[Episode], None],
     *,
-    workers: int = 1,
+    pool: WorkerPool | None = None,
     policies: Mapping[int, BatchPolicy] | None = None,
 ) -> None:
-    """Run every lane of ``workload``, here and in ``workers - 1`` worker processes.
+    """Run every lane of ``workload``, in this process and in the workers of ``pool``.
 
     Args:
-        workload: the work; with ``workers > 1`` its policies must be portable
+        workload: the work; with a pool its policies must be portable
             (see :meth:`PolicySource.portable`).
         emit: receives each finished episode, in this process, as it ends.
-        workers: processes in all, this one included.
+        pool: worker processes to share the lanes with (``None``: this process only).
         policies: batch policies already built in this process, by index.
     """
-    if workers <= 1 or len(workload.lanes) < 2:
+    if pool is None:
         lanes = iter(range(len(workload.lanes)))
         with _one_torch_thread():
             run_lanes(workload, lambda: next(lanes, None), emit, policies=policies)
         return
 
-    context = multiprocessing.get_context("spawn")
-    counter = context.Value("q", 0)
-    results = context.Queue()
-    processes = [
-        context.Process(
-            target=_worker, args=(workload, counter, results), daemon=True, name=f"eval-{n}"
-        )
-        for n in range(1, workers)
-    ]
-    for process in processes:
-        process.start()
+    pool.send(workload)
     remaining = workload.episodes
 
     def collect(message: tuple[str, Any]) -> None:
@@ -337,34 +389,27 @@ def run_workload(
     def poll() -> None:
         while True:
             try:
-                message = results.get_nowait()
+                message = pool.results.get_nowait()
             except queue.Empty:
                 return
             collect(message)
 
-    claim = _Claimer(counter, len(workload.lanes))
-    try:
-        with _one_torch_thread():
-            run_lanes(workload, claim, own, policies=policies, poll=poll)
-        while remaining > 0:
-            try:
-                collect(results.get(timeout=0.5))
-            except queue.Empty:
-                if any(process.is_alive() for process in processes):
-                    continue
-                poll()  # a worker's last episodes may have arrived as it exited
-                if remaining > 0:
-                    codes = ", ".join(f"{p.name}: {p.exitcode}" for p in processes)
-                    raise RuntimeError(
-                        f"evaluation workers exited ({codes}) with {remaining} episodes unfinished"
-                    ) from None
-    finally:
-        # Every lane is done (or the run failed): workers still starting up hold no work.
-        for process in processes:
-            if process.is_alive():
-                process.terminate()
-            process.join()
-        results.close()
+    with _one_torch_thread():
+        run_lanes(
+            workload, _Claimer(pool.counter, len(workload.lanes)), own, policies=policies, poll=poll
+        )
+    while remaining > 0:
+        try:
+            collect(pool.results.get(timeout=0.5))
+        except queue.Empty:
+            if any(process.is_alive() for process in pool.processes):
+                continue
+            poll()  # a worker's last episodes may have arrived as it exited
+            if remaining > 0:
+                codes = ", ".join(f"{p.name}: {p.exitcode}" for p in pool.processes)
+                raise RuntimeError(
+                    f"evaluation workers exited ({codes}) with {remaining} episodes unfinished"
+                ) from None
 
 
 class _Claimer:
@@ -382,11 +427,14 @@ class _Claimer:
             return index
 
 
-def _worker(workload: Workload, counter: Any, results: Any) -> None:
-    """Entry point of a worker process: claim lanes, send each finished episode back."""
+def _worker(inbox: Any, counter: Any, results: Any) -> None:
+    """Entry point of a worker process: get ready, then claim lanes and send each finished
+    episode back."""
+    import stable_baselines3.common.policies  # noqa: F401  (unpickling SB3 policy networks)
     import torch
 
     torch.set_num_threads(1)
+    workload = inbox.get()
     try:
         run_lanes(
             workload, _Claimer(counter, len(workload.lanes)), lambda e: results.put(("episode", e))

@@ -1,0 +1,132 @@
+"""Benchmark: the sim part of ``evaluate_gap`` against SB3's ``evaluate_policy``.
+
+Both run the same PPO Hopper policy (the shipped one from policies/manifest.yaml
+if there is one, else a quick ~20k-step PPO trained into a temporary folder) for
+the same number of episodes, with deterministic actions and frozen observation
+statistics, one after the other in this process. Prints episodes/s of each and
+their ratio.
+
+    python scripts/bench_evaluator.py [--episodes 30] [--workers 2] [--policy DIR]
+
+``evaluate_gap`` is timed as a user calls it: loading the policy from disk,
+checking it, running the episodes (batched inference, worker processes) and
+computing the statistics. ``evaluate_policy`` is timed on an already loaded
+model and env (its setup is left out, in its favour).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+import yaml
+from stable_baselines3 import PPO
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+import sim2real
+from sim2real.paths import data_dir
+
+TASK = "Hopper"
+
+
+def shipped_policy() -> Path | None:
+    """A shipped PPO Hopper policy folder, if the manifest lists one that is present."""
+    manifest = data_dir("policies") / "manifest.yaml"
+    if not manifest.is_file():
+        return None
+    for entry in yaml.safe_load(manifest.read_text()).get("policies") or []:
+        folder = data_dir("policies") / entry["path"]
+        if entry["task"] == TASK and entry["algo"] == "ppo" and (folder / "model.zip").is_file():
+            return folder
+    return None
+
+
+def train_quick_policy(folder: Path, timesteps: int) -> Path:
+    """A quick PPO on Hopper with observation normalization, saved like a training run."""
+    venv = VecNormalize(DummyVecEnv([lambda: gym.make(f"{TASK}-v5")]))
+    model = PPO("MlpPolicy", venv, seed=0, device="cpu")
+    model.learn(timesteps)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save(folder / "model.zip")
+    venv.save(str(folder / "vecnormalize.pkl"))
+    metadata = {"task": TASK, "algo": "ppo", "obs_normalization": True}
+    (folder / "metadata.json").write_text(json.dumps(metadata))
+    return folder
+
+
+def bench_sb3(folder: Path, episodes: int, first_seed: int) -> tuple[float, list[float], int]:
+    """``evaluate_policy`` with one env: (seconds, returns, steps)."""
+    model = PPO.load(folder / "model.zip", device="cpu")
+    venv = DummyVecEnv([lambda: gym.make(f"sim2real/{TASK}-sim-v0")])
+    if (folder / "vecnormalize.pkl").is_file():
+        venv = VecNormalize.load(str(folder / "vecnormalize.pkl"), venv)
+        venv.training, venv.norm_reward = False, False
+    venv.seed(first_seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # no Monitor wrapper: the env is not wrapped at all
+        start = time.perf_counter()
+        returns, lengths = evaluate_policy(
+            model, venv, n_eval_episodes=episodes, deterministic=True, return_episode_rewards=True
+        )
+        seconds = time.perf_counter() - start
+    return seconds, list(returns), int(sum(lengths))
+
+
+def bench_evaluator(
+    folder: Path, episodes: int, first_seed: int, workers: int
+) -> tuple[float, list[float], int]:
+    """The sim part of ``evaluate_gap``: (seconds, returns, steps)."""
+    start = time.perf_counter()
+    report = sim2real.evaluate_gap(
+        folder,
+        TASK,
+        seeds=range(first_seed, first_seed + episodes),
+        real={},  # a real variant without skews is the sim variant: sim episodes only
+        attribution=False,
+        workers=workers,
+        progress=False,
+    )
+    seconds = time.perf_counter() - start
+    returns = [e["return"] for e in report.episodes]
+    return seconds, returns, sum(e["length"] for e in report.episodes)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--episodes", type=int, default=30)
+    parser.add_argument("--workers", type=int, default=2, help="evaluate_gap processes")
+    parser.add_argument("--policy", type=Path, help="a PPO Hopper training output folder")
+    parser.add_argument("--timesteps", type=int, default=20_000, help="for a quick policy")
+    args = parser.parse_args()
+
+    torch.set_num_threads(1)  # both sides: small networks, and a machine shared with others
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = args.policy or shipped_policy()
+        if folder is None:
+            print(f"no shipped PPO {TASK} policy; training one for {args.timesteps} steps ...")
+            folder = train_quick_policy(Path(scratch) / "quick", args.timesteps)
+        print(f"policy: {folder}")
+        sb3 = bench_sb3(folder, args.episodes, first_seed=100)
+        ours = bench_evaluator(folder, args.episodes, first_seed=100, workers=args.workers)
+
+    rows = [("evaluate_policy (SB3)", sb3), (f"evaluate_gap, workers={args.workers}", ours)]
+    print(f"{args.episodes} episodes of {TASK}, deterministic, frozen observation statistics")
+    print(f"{'':28} {'seconds':>8} {'episodes/s':>11} {'steps/s':>9} {'mean return':>12}")
+    for name, (seconds, returns, steps) in rows:
+        print(
+            f"{name:28} {seconds:8.2f} {len(returns) / seconds:11.2f} {steps / seconds:9.0f} "
+            f"{np.mean(returns):12.1f}"
+        )
+    print(f"speed-up (episodes/s): {sb3[0] / ours[0]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
