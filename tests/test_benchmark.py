@@ -67,11 +67,11 @@ def test_benchmark_end_to_end_and_resume(tiny_policies: Path, tmp_path: Path, ca
     assert "| InvertedPendulum | sim" in (out / "benchmark.md").read_text()
     assert (out / "benchmark.png").stat().st_size > 1000
     episodes = (out / "InvertedPendulum" / "episodes.jsonl").read_text().splitlines()
-    assert len(episodes) == 2 * 3 * 3  # groups x variants x seeds
+    assert len(episodes) == 1 + 2 * 3 * 3  # a header, then groups x variants x seeds
     # Resuming finds every episode done and writes the same table.
     assert main(["benchmark", "--suite", str(suite), "--out", str(out), "--resume"]) == 0
     assert json.loads((out / "benchmark.json").read_text())["rows"] == table["rows"]
-    assert len((out / "InvertedPendulum" / "episodes.jsonl").read_text().splitlines()) == 18
+    assert len((out / "InvertedPendulum" / "episodes.jsonl").read_text().splitlines()) == 19
 
 
 @pytest.mark.parametrize(
