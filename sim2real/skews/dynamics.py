@@ -156,22 +156,39 @@ class ModelSkews:
     def apply(self, values: dict[str, Any]) -> None:
         changed = False
         for name, skew in self.skews.items():
-            value = values.get(name)
-            nominal = value is None or (name != "gravity" and np.all(np.asarray(value) == 1.0))
+            value = _canonical(values.get(name), nominal=None if name == "gravity" else 1.0)
             current = self._applied.get(name)
-            if nominal and current is None:
+            if _same(value, current):
                 continue
-            if not nominal and current is not None and np.array_equal(current, value):
-                continue
-            if nominal:
+            if value is None:
                 skew.restore()
-                self._applied.pop(name)
+                del self._applied[name]
             else:
                 skew.apply(value)
-                self._applied[name] = np.array(value, dtype=np.float64)
+                self._applied[name] = value
             changed = True
+        # Only masses, inertias and gears feed the derived quantities; gravity, friction and
+        # damping do not, but recomputing after any change keeps the rule simple and exact.
         if changed:
             mujoco.mj_setConst(self.model, self._scratch)
 
     def restore(self) -> None:
         self.apply({})
+
+
+def _canonical(value: Any, nominal: float | None) -> float | np.ndarray | None:
+    """A float, a private array copy, or ``None`` for the nominal value (cheap to compare)."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return None if value == nominal else float(value)
+    array = np.array(value, dtype=np.float64)
+    if nominal is not None and (array == nominal).all():
+        return None
+    return array
+
+
+def _same(a: float | np.ndarray | None, b: float | np.ndarray | None) -> bool:
+    if a is None or b is None or isinstance(a, float) or isinstance(b, float):
+        return a is b or (type(a) is type(b) and a == b)
+    return a.shape == b.shape and bool((a == b).all())
