@@ -123,8 +123,11 @@ def make(
     builtin = _builtin(task)
     spec = resolve_spec(builtin, skews)
     if randomization is not None:
-        from sim2real.randomization import DomainRandomization
+        from sim2real.randomization import DomainRandomization, RandomizationSpec
 
+        randomization = RandomizationSpec.load(randomization)  # validated before any env
+        if builtin is not None:
+            randomization.check_dimensions(builtin.observation_dim)
         source = builtin.base_id if builtin is not None else task
         return DomainRandomization(_build(source, env_kwargs), randomization, base=spec)
     if builtin is not None:

@@ -135,3 +135,22 @@ def test_bad_input_is_one_line_before_any_env_is_built(monkeypatch, call, messag
 def test_a_non_mujoco_env_is_refused():
     with pytest.raises(TypeError, match="must be built on gymnasium's MujocoEnv"):
         sim2real.make_pair("CartPole-v1", real={})
+
+
+@pytest.mark.parametrize(
+    ("randomization", "message"),
+    [
+        ({"dynamics": {"mass_scale": {"dist": "uniform", "low": 1.2, "high": 0.8}}}, "low"),
+        (
+            {"sensing": {"noise_std": {"dist": "uniform", "low": [0.0] * 3, "high": [0.1] * 3}}},
+            "11",
+        ),
+    ],
+)
+def test_make_checks_a_randomization_before_building_an_env(monkeypatch, randomization, message):
+    built = []
+    real_make = gym.make
+    monkeypatch.setattr(gym, "make", lambda *a, **k: built.append(a) or real_make(*a, **k))
+    with pytest.raises(ValueError, match=message):
+        sim2real.make("Hopper", randomization=randomization)
+    assert not built
