@@ -270,6 +270,7 @@ def train(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
 
+    code_commit = _git_commit()  # the code that trains, read before training starts
     torch.set_num_threads(1)
     hyper = dict(cfg["hyperparameters"])
     normalize = dict(cfg.get("normalize") or {})
@@ -333,7 +334,7 @@ def train(
         "wall_time_s": round(wall_time, 1),
         "train_episodes": _episode_stats(model),
         "versions": _package_versions(),
-        "git_commit": _git_commit(),
+        "git_commit": code_commit,
     }
     (out / METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     venv.close()
