@@ -36,7 +36,7 @@ from sim2real.skews import (
     SensorDropout,
     SensorNoise,
     Sensors,
-    substep_schedule,
+    step_segments,
 )
 from sim2real.skews.sensing import per_dimension
 from sim2real.skews.streams import GaussianStream, UniformStream
@@ -228,13 +228,7 @@ class SkewedEnv(gym.Wrapper):
         args = (self._substep_s, self._frame_skip)
         self._obs_latency = ObservationLatency(timing.obs_latency_s, *args)
         self._action_latency = ActionLatency(timing.action_latency_s, *args)
-        # Segments of the control step: (substeps, which buffered command to set, or None
-        # when it is already set, and whether the delayed sensor reading is taken after it).
-        self._segments, previous = [], None
-        for n_substeps, lag, capture in substep_schedule(self._action_latency, self._obs_latency):
-            index = -1 - self._action_latency.control_steps - lag
-            self._segments.append((n_substeps, None if index == previous else index, capture))
-            previous = index
+        self._segments = step_segments(self._action_latency, self._obs_latency)
         self._read = self._sensors.read if self._sensors.active else None
         self._get_obs = self._base._get_obs
         self._commands: deque[np.ndarray] = deque(maxlen=self._action_latency.control_steps + 2)

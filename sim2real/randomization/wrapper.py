@@ -10,7 +10,7 @@ stream prepared at reset, so a step costs no more than a fixed noise level.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from sim2real.skews import ActuationNoise, Deadband, SensorDropout, SensorNoise
 from sim2real.spec import FIELDS, SkewSpec, field_info
 
 _ROWS = 256  # rows per generator call, as in sim2real.skews.streams
+_EPISODE_BLOCK = 64  # episodes' draws per generator call
 
 
 class BlockStream:
@@ -157,13 +158,15 @@ class DomainRandomization(SkewedEnv, gym.utils.RecordConstructorArgs):
             for name in self.randomization.randomized
         }
         self._step_streams = {}
+        self._episode_streams = {
+            # Shared: one variate per episode, scaled into each dimension's range (size 1).
+            name: _episode_draws(self._field_rngs[name], dist, size or (1,) * len(dist.shape))
+            for name, dist, size in self._episode_fields
+        }
 
     def _skews_for_episode(self) -> SkewSpec:
         self._refresh_fixed_point()
-        rngs = self._field_rngs
-        self._arrays = {
-            name: dist.sample(rngs[name], size) for name, dist, size in self._episode_fields
-        }
+        self._arrays = {name: next(draws) for name, draws in self._episode_streams.items()}
         self.episode_draws = {name: draw.tolist() for name, draw in self._arrays.items()}
         point = {k: dict(v) if isinstance(v, dict) else v for k, v in self._point_values.items()}
         for name, value in (*self.episode_draws.items(), *self._step_means.items()):
@@ -238,6 +241,14 @@ class DomainRandomization(SkewedEnv, gym.utils.RecordConstructorArgs):
 
             stream = self._step_streams[name] = BlockStream(draw)
         return stream
+
+
+def _episode_draws(
+    rng: np.random.Generator, dist: Any, shape: tuple[int, ...]
+) -> Iterator[np.ndarray]:
+    """One draw per episode, sampled 64 episodes at a time (one generator call, not 64)."""
+    while True:
+        yield from dist.sample(rng, (_EPISODE_BLOCK, *shape))
 
 
 def _fixed_values(point: SkewSpec, randomization: RandomizationSpec) -> dict[str, Any]:

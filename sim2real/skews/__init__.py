@@ -10,7 +10,7 @@ from sim2real.skews.dynamics import (
     ModelSkews,
 )
 from sim2real.skews.sensing import SensorBias, SensorDropout, SensorNoise, Sensors
-from sim2real.skews.timing import ActionLatency, Latency, ObservationLatency, substep_schedule
+from sim2real.skews.timing import ActionLatency, Latency, ObservationLatency, step_segments
 
 __all__ = [
     "ActionLatency",
@@ -28,5 +28,5 @@ __all__ = [
     "SensorDropout",
     "SensorNoise",
     "Sensors",
-    "substep_schedule",
+    "step_segments",
 ]

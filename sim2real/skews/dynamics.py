@@ -176,19 +176,20 @@ class ModelSkews:
         self.apply({})
 
 
-def _canonical(value: Any, nominal: float | None) -> float | np.ndarray | None:
-    """A float, a private array copy, or ``None`` for the nominal value (cheap to compare)."""
+def _canonical(value: Any, nominal: float | None) -> float | tuple | np.ndarray | None:
+    """A float, a private array copy, or ``None`` for the nominal value (cheap to compare).
+
+    Arrays (per-element draws) are taken as they come: writing an all-ones array
+    is exact too, and comparing arrays would cost more than the write.
+    """
     if value is None:
         return None
     if isinstance(value, (int, float)):
         return None if value == nominal else float(value)
-    array = np.array(value, dtype=np.float64)
-    if nominal is not None and (array == nominal).all():
-        return None
-    return array
+    if nominal is None:  # gravity: a vector that is set, not scaled
+        return tuple(float(v) for v in value)
+    return np.array(value, dtype=np.float64)
 
 
-def _same(a: float | np.ndarray | None, b: float | np.ndarray | None) -> bool:
-    if a is None or b is None or isinstance(a, float) or isinstance(b, float):
-        return a is b or (type(a) is type(b) and a == b)
-    return a.shape == b.shape and bool((a == b).all())
+def _same(a: Any, b: Any) -> bool:
+    return a is b or (type(a) is type(b) and isinstance(a, (float, tuple)) and a == b)

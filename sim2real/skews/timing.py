@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache, cached_property
 from itertools import pairwise
 from typing import ClassVar
 
@@ -23,7 +24,7 @@ class Latency:
     field: ClassVar[str] = ""
     unit: ClassVar[str] = "s"
 
-    @property
+    @cached_property
     def substeps(self) -> int:
         return round(self.requested_s / self.substep_s)
 
@@ -68,18 +69,30 @@ class ActionLatency(Latency):
     field = "timing.action_latency_s"
 
 
-def substep_schedule(action: Latency, observation: Latency) -> list[tuple[int, int, bool]]:
+Segment = tuple[int, "int | None", bool]
+
+
+def step_segments(action: Latency, observation: Latency) -> tuple[Segment, ...]:
     """Split one control step into segments of constant command.
 
-    Returns ``(n_substeps, lag, capture)`` triples: run ``n_substeps`` physics
-    substeps with the command issued ``action.control_steps + lag`` control steps
-    ago (``lag`` 0 or 1), then, when ``capture``, take the sensor reading that the
-    observation latency will deliver.
+    Returns ``(n_substeps, command, capture)`` triples: run ``n_substeps``
+    physics substeps; before them set the command at index ``command`` of a
+    buffer of past commands (newest last), or keep the one already set when
+    ``command`` is None; after them, when ``capture``, take the sensor reading
+    that the observation latency will deliver.
     """
-    frame_skip = action.frame_skip
-    capture_at = frame_skip - observation.offset if observation.offset else None
-    cuts = sorted({0, frame_skip} | {c for c in (action.offset, capture_at) if c})
-    return [
-        (end - start, int(start < action.offset), end == capture_at)
-        for start, end in pairwise(cuts)
-    ]
+    return _segments(action.frame_skip, action.substeps, observation.offset)
+
+
+@cache
+def _segments(frame_skip: int, action_substeps: int, obs_offset: int) -> tuple[Segment, ...]:
+    lag, action_offset = divmod(action_substeps, frame_skip)
+    capture_at = frame_skip - obs_offset if obs_offset else None
+    cuts = sorted({0, frame_skip} | {c for c in (action_offset, capture_at) if c})
+    segments, previous = [], None
+    for start, end in pairwise(cuts):
+        # Before the offset the command of one more step ago still acts.
+        index = -1 - lag - (start < action_offset)
+        segments.append((end - start, None if index == previous else index, end == capture_at))
+        previous = index
+    return tuple(segments)
