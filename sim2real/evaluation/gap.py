@@ -313,8 +313,8 @@ def _run_pending(
     if not jobs:
         return
     processes = 1 + (len(pool.processes) if pool is not None else 0)
-    # Lanes of up to 8 seeds, at least 4 per sub-env, so that processes finish together;
-    # no process runs more than its share of lanes at once, so that late starters get some.
+    # Lanes of up to 8 seeds, at least 4 per sub-env where there is enough work, so that
+    # the processes finish together.
     lanes = plan_lanes(jobs, int(np.clip(len(jobs) // (4 * processes * n_envs), 1, 8)))
     workload = Workload(
         task=setup.task,
@@ -322,9 +322,10 @@ def _run_pending(
         policies=tuple(shipped),
         lanes=lanes,
         max_episode_steps=setup.max_episode_steps,
-        n_envs=min(n_envs, -(-len(lanes) // processes)),
+        n_envs=n_envs,
+        batch_size=n_envs,
     )
-    built = {i: sources[i].build() for i in first.values()}  # this process's own copies
+    built = {i: sources[i].build(n_envs) for i in first.values()}  # this process's copies
     bar = tqdm(
         total=len(wanted),
         initial=len(wanted) - len(jobs),

@@ -92,14 +92,20 @@ class PolicySource:
     network_bytes: bytes | None = field(default=None, repr=False)
     function: BatchPolicy | None = None
 
-    def build(self) -> BatchPolicy:
-        """The batch policy: deterministic actions, normalization applied."""
+    def build(self, batch_size: int = 1) -> BatchPolicy:
+        """The batch policy: deterministic actions, normalization applied.
+
+        An SB3 network is given batches of at least ``batch_size`` observations
+        (padded): a float32 network's output for one observation can change in the
+        last bit with the batch size, but not with the other observations of a batch
+        of the same size. A callable gets the observations as they are.
+        """
         if self.function is not None:
             return self.function
         network = self.network
         if network is None:
             network = pickle.loads(self.network_bytes)  # our own bytes, from portable()
-        return _SB3Policy(network, self.normalizer)
+        return _SB3Policy(network, self.normalizer, batch_size)
 
     def portable(self) -> PolicySource:
         """A copy that can be sent to a worker process.
@@ -148,17 +154,22 @@ def _without_optimizers(network: Any) -> bytes:
 
 
 class _SB3Policy:
-    """An SB3 policy network as a batch policy: frozen normalization, deterministic actions."""
+    """An SB3 policy network as a batch policy: frozen normalization, deterministic actions,
+    batches padded to ``batch_size``."""
 
-    def __init__(self, network: Any, normalizer: ObsNormalizer | None) -> None:
+    def __init__(self, network: Any, normalizer: ObsNormalizer | None, batch_size: int) -> None:
         self.network = network
         self.normalizer = normalizer
+        self.batch_size = batch_size
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         if self.normalizer is not None:
             obs = self.normalizer(obs)
+        count = len(obs)
+        if count < self.batch_size:
+            obs = np.concatenate([obs, np.zeros((self.batch_size - count, *obs.shape[1:]))])
         actions, _ = self.network.predict(obs, deterministic=True)
-        return actions
+        return actions[:count]
 
 
 # ---------------------------------------------------------------------- resolving

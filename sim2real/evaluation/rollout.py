@@ -9,9 +9,11 @@ so short episodes are never over-represented.
 A process keeps up to ``n_envs`` sub-envs running side by side and calls each
 policy once per step for all of its active sub-envs (batched inference).
 With a :class:`WorkerPool` the calling process runs lanes itself while the
-worker processes (``spawn``, one torch thread each) finish starting up and
-join in; a free sub-env claims the next unclaimed lane from a counter shared by
-all processes, so they balance themselves whatever their start-up time.
+worker processes (``spawn``, one torch thread each, lower priority) finish
+starting up and join in; a free sub-env claims the next unclaimed lane from a
+counter shared by all processes, so they balance themselves whatever their
+start-up time. When no lane is left to claim, the calling process backs up the
+workers' unfinished lanes, so a worker starved of CPU never holds up the end.
 Finished episodes stream back to the caller as they end.
 
 A physics divergence ends its episode and is flagged: one of MuJoCo's
@@ -25,11 +27,12 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import os
 import queue
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +45,10 @@ from sim2real.evaluation.policy import BatchPolicy, PolicySource
 # MuJoCo's instability warnings: raised when it finds a bad value and resets the simulation.
 INSTABILITY_WARNINGS = ("mjWARN_BADQPOS", "mjWARN_BADQVEL", "mjWARN_BADQACC")
 _WARNING_INDICES = tuple(int(getattr(mujoco.mjtWarning, name)) for name in INSTABILITY_WARNINGS)
+
+# Workers run at a lower priority: on an idle core they run at full speed; on a machine
+# busy with other work they give way to the calling process, which backs up their lanes.
+WORKER_NICENESS = 10
 
 
 @dataclass(frozen=True)
@@ -101,6 +108,8 @@ class Workload:
         lanes: the work.
         max_episode_steps: overrides the task's time limit when set.
         n_envs: sub-envs run side by side in one process.
+        batch_size: SB3 networks always see batches of this size (padded), so that
+            an episode's actions do not depend on which other sub-envs run with it.
     """
 
     task: str
@@ -109,6 +118,7 @@ class Workload:
     lanes: tuple[Lane, ...]
     max_episode_steps: int | None
     n_envs: int
+    batch_size: int
 
     @property
     def episodes(self) -> int:
@@ -222,7 +232,7 @@ class _SubEnv:
 
 def run_lanes(
     workload: Workload,
-    claim: Callable[[], int | None],
+    claim: Callable[[], Lane | None],
     emit: Callable[[Episode], None],
     *,
     policies: Mapping[int, BatchPolicy] | None = None,
@@ -231,8 +241,8 @@ def run_lanes(
     """Run claimed lanes in this process until ``claim`` returns ``None`` and all are done.
 
     Args:
-        workload: the lanes and how to build their envs and policies.
-        claim: the index of the next lane to run, or ``None`` when none is left.
+        workload: how to build the envs and policies of the lanes.
+        claim: the next lane to run, or ``None`` when none is left.
         emit: receives each finished episode.
         policies: already built batch policies by index (the others are built on first use).
         poll: called once per step (the caller collects worker results there).
@@ -243,7 +253,7 @@ def run_lanes(
 
     def start(lane: Lane) -> _SubEnv:
         if lane.policy not in built:
-            built[lane.policy] = workload.policies[lane.policy].build()
+            built[lane.policy] = workload.policies[lane.policy].build(workload.batch_size)
         pool = idle.setdefault(lane.variant, [])
         env = (
             pool.pop()
@@ -254,8 +264,8 @@ def run_lanes(
 
     try:
         while True:
-            while len(active) < workload.n_envs and (index := claim()) is not None:
-                active.append(start(workload.lanes[index]))
+            while len(active) < workload.n_envs and (lane := claim()) is not None:
+                active.append(start(lane))
             if not active:
                 return
             by_policy: dict[int, list[_SubEnv]] = {}
@@ -294,6 +304,13 @@ def _one_torch_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
+def _lower_priority(pid: int | None) -> None:
+    """Lower a worker's priority from the start, before it imports anything."""
+    with suppress(AttributeError, OSError):  # no setpriority on this platform, or not allowed
+        current = os.getpriority(os.PRIO_PROCESS, pid)
+        os.setpriority(os.PRIO_PROCESS, pid, current + WORKER_NICENESS)
+
+
 class WorkerPool:
     """Worker processes for :func:`run_workload`, started before the work is known.
 
@@ -322,6 +339,7 @@ class WorkerPool:
         ]
         for process in self.processes:
             process.start()
+            _lower_priority(process.pid)
         self._closed = False
 
     def __enter__(self) -> WorkerPool:
@@ -360,31 +378,30 @@ def run_workload(
     Args:
         workload: the work; with a pool its policies must be portable
             (see :meth:`PolicySource.portable`).
-        emit: receives each finished episode, in this process, as it ends.
+        emit: receives each finished episode once, in this process, as it ends.
         pool: worker processes to share the lanes with (``None``: this process only).
         policies: batch policies already built in this process, by index.
     """
     if pool is None:
-        lanes = iter(range(len(workload.lanes)))
+        lanes = iter(workload.lanes)
         with _one_torch_thread():
             run_lanes(workload, lambda: next(lanes, None), emit, policies=policies)
         return
 
     pool.send(workload)
-    remaining = workload.episodes
+    done: set[tuple[str, str, int]] = set()
+
+    def once(episode: Episode) -> None:
+        key = (episode.policy, episode.variant, episode.seed)
+        if key not in done:  # an episode backed up by this process may arrive twice
+            done.add(key)
+            emit(episode)
 
     def collect(message: tuple[str, Any]) -> None:
-        nonlocal remaining
         kind, payload = message
         if kind == "error":
             raise RuntimeError(f"an evaluation worker failed:\n{payload}")
-        remaining -= 1
-        emit(payload)
-
-    def own(episode: Episode) -> None:
-        nonlocal remaining
-        remaining -= 1
-        emit(episode)
+        once(payload)
 
     def poll() -> None:
         while True:
@@ -394,37 +411,70 @@ def run_workload(
                 return
             collect(message)
 
+    claim = _BackingUpClaimer(workload, pool.counter, done)
     with _one_torch_thread():
-        run_lanes(
-            workload, _Claimer(pool.counter, len(workload.lanes)), own, policies=policies, poll=poll
-        )
-    while remaining > 0:
+        run_lanes(workload, claim, once, policies=policies, poll=poll)
+    # Every lane was run or backed up here, so only the results still on their way remain.
+    while len(done) < workload.episodes:
         try:
             collect(pool.results.get(timeout=0.5))
         except queue.Empty:
-            if any(process.is_alive() for process in pool.processes):
-                continue
-            poll()  # a worker's last episodes may have arrived as it exited
-            if remaining > 0:
-                codes = ", ".join(f"{p.name}: {p.exitcode}" for p in pool.processes)
-                raise RuntimeError(
-                    f"evaluation workers exited ({codes}) with {remaining} episodes unfinished"
-                ) from None
+            if not any(process.is_alive() for process in pool.processes):
+                poll()  # a worker's last episodes may have arrived as it exited
+                if len(done) < workload.episodes:
+                    codes = ", ".join(f"{p.name}: {p.exitcode}" for p in pool.processes)
+                    raise RuntimeError(
+                        f"evaluation workers exited unexpectedly ({codes})"
+                    ) from None
 
 
 class _Claimer:
-    """Hands out lane indices from a counter shared between processes."""
+    """Hands out the lanes of a workload in turn, counting on a counter shared between
+    processes."""
 
-    def __init__(self, counter: Any, total: int) -> None:
-        self.counter, self.total = counter, total
+    def __init__(self, workload: Workload, counter: Any) -> None:
+        self.lanes, self.counter = workload.lanes, counter
 
-    def __call__(self) -> int | None:
+    def claim_index(self) -> int | None:
         with self.counter.get_lock():
             index = self.counter.value
-            if index >= self.total:
+            if index >= len(self.lanes):
                 return None
             self.counter.value = index + 1
             return index
+
+    def __call__(self) -> Lane | None:
+        index = self.claim_index()
+        return None if index is None else self.lanes[index]
+
+
+class _BackingUpClaimer(_Claimer):
+    """The calling process's claimer: once every lane is claimed, it backs up the workers'
+    unfinished lanes (the seeds whose episodes have not arrived), latest first, so that a
+    worker slowed down by a busy machine never holds up the end. Both copies of an
+    episode are identical (see :attr:`Workload.batch_size`); the first to arrive counts."""
+
+    def __init__(self, workload: Workload, counter: Any, done: set) -> None:
+        super().__init__(workload, counter)
+        self.identities = [p.identity for p in workload.policies]
+        self.done = done
+        self.taken: set[int] = set()
+
+    def __call__(self) -> Lane | None:
+        index = self.claim_index()
+        if index is not None:
+            self.taken.add(index)
+            return self.lanes[index]
+        for index in reversed(range(len(self.lanes))):
+            if index in self.taken:
+                continue
+            self.taken.add(index)
+            lane = self.lanes[index]
+            identity = self.identities[lane.policy]
+            missing = tuple(s for s in lane.seeds if (identity, lane.variant, s) not in self.done)
+            if missing:
+                return Lane(lane.policy, lane.variant, missing)
+        return None
 
 
 def _worker(inbox: Any, counter: Any, results: Any) -> None:
@@ -436,8 +486,6 @@ def _worker(inbox: Any, counter: Any, results: Any) -> None:
     torch.set_num_threads(1)
     workload = inbox.get()
     try:
-        run_lanes(
-            workload, _Claimer(counter, len(workload.lanes)), lambda e: results.put(("episode", e))
-        )
+        run_lanes(workload, _Claimer(workload, counter), lambda e: results.put(("episode", e)))
     except BaseException:
         results.put(("error", traceback.format_exc()))
