@@ -4,6 +4,7 @@ saved policies and bad input. Small: InvertedPendulum, a few seeds, short episod
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import time
 from pathlib import Path
@@ -21,6 +22,8 @@ from sim2real.evaluation.report import VariantInfo
 from sim2real.evaluation.rollout import (
     Episode,
     Lane,
+    Workload,
+    _BackingUpClaimer,
     divergence,
     instability_warnings,
     plan_lanes,
@@ -62,15 +65,20 @@ class Counting:
         return self.policy(obs)
 
 
-class SlowAndSigned:
-    """``steady``, slowed down, leaving a file per process that acted (picklable)."""
+class WaitsForAWorker:
+    """``steady``, leaving a file per process that acted; in the calling process it waits,
+    after the input check, until a worker has acted too (however busy the machine)."""
 
     def __init__(self, folder: Path):
-        self.folder = folder
+        self.folder, self.caller, self.calls = folder, os.getpid(), 0
 
     def __call__(self, obs):
         (self.folder / str(os.getpid())).touch()
-        time.sleep(0.004)
+        self.calls += 1
+        if os.getpid() == self.caller and self.calls > 1:
+            deadline = time.monotonic() + 120
+            while len(list(self.folder.iterdir())) < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
         return steady(obs)
 
 
@@ -379,20 +387,57 @@ def test_lanes_give_each_seed_to_exactly_one_sub_env():
 
 
 def test_worker_processes_share_the_episodes_and_agree(tmp_path):
-    # About 5 s of work for one process, so that the worker has time to start and join.
     kwargs = dict(
-        seeds=range(12),
+        seeds=range(6),
         real="default",
         attribution=False,
-        max_episode_steps=100,
+        max_episode_steps=50,
         n_envs=2,
         progress=False,
     )
     here = sim2real.evaluate_gap(steady, TASK, workers=1, **kwargs)
-    shared = sim2real.evaluate_gap(SlowAndSigned(tmp_path), TASK, workers=2, **kwargs)
+    shared = sim2real.evaluate_gap(WaitsForAWorker(tmp_path), TASK, workers=2, **kwargs)
     assert len(list(tmp_path.iterdir())) == 2  # both processes acted
     assert [e["return"] for e in shared.episodes] == [e["return"] for e in here.episodes]
     assert [e["seed"] for e in shared.episodes] == [e["seed"] for e in here.episodes]
+
+
+def test_sb3_results_do_not_depend_on_scheduling(saved_ppo):
+    # A network sees padded batches of n_envs observations: its output for one observation
+    # is the same whichever observations share its batch, and wherever it sits in it.
+    (source,) = resolve_policies(saved_ppo)
+    policy = source.build(batch_size=8)
+    obs = np.random.default_rng(0).normal(size=(6, 4))
+    actions = policy(obs)
+    assert actions.shape == (6, 1)
+    np.testing.assert_array_equal(policy(obs[:2]), actions[:2])
+    np.testing.assert_array_equal(policy(obs[::-1]), actions[::-1])
+    # So the worker processes give the same episodes, bit for bit.
+    kwargs = dict(
+        seeds=range(8),
+        real="default",
+        attribution=False,
+        max_episode_steps=40,
+        n_envs=3,
+        progress=False,
+    )
+    here = sim2real.evaluate_gap(saved_ppo, TASK, workers=1, **kwargs)
+    shared = sim2real.evaluate_gap(saved_ppo, TASK, workers=2, **kwargs)
+    assert shared.episodes == here.episodes
+
+
+def test_the_caller_backs_up_lanes_that_workers_have_not_finished():
+    lanes = (Lane(0, "a", (1, 2)), Lane(0, "a", (3, 4)), Lane(0, "b", (1,)))
+    source = PolicySource("p", "p", "p", None, "callable", function=steady)
+    workload = Workload(TASK, {"a": {}, "b": {}}, (source,), lanes, None, 2, 2)
+    counter = multiprocessing.Value("q", 1)  # a worker has claimed lane 0
+    done = {("p", "a", 1)}  # ... and finished its first episode
+    claim = _BackingUpClaimer(workload, counter, done)
+    assert claim() == lanes[1]
+    assert claim() == lanes[2]
+    done.add(("p", "b", 1))  # lane 2 is this process's own: never backed up
+    assert claim() == Lane(0, "a", (2,))  # the unfinished rest of the worker's lane
+    assert claim() is None
 
 
 def test_an_unpicklable_policy_runs_in_this_process_with_a_warning():

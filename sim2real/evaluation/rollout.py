@@ -48,7 +48,7 @@ _WARNING_INDICES = tuple(int(getattr(mujoco.mjtWarning, name)) for name in INSTA
 
 # Workers run at a lower priority: on an idle core they run at full speed; on a machine
 # busy with other work they give way to the calling process, which backs up their lanes.
-WORKER_NICENESS = 10
+WORKER_NICENESS = 5
 
 
 @dataclass(frozen=True)
