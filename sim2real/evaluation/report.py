@@ -257,42 +257,55 @@ class GapReport:
 
     # ------------------------------------------------------------------ plots
     def plot_returns(self, path: str | Path) -> Path:
-        """Return distributions per variant (one panel per group), as a PNG."""
+        """Return distributions per variant (one panel per group; a colour per policy), with
+        the mean and its interval, as a PNG."""
         from matplotlib.figure import Figure
 
         groups = list(self.groups.values())
         figure = Figure(figsize=(1.6 + 1.9 * len(groups[0].returns), 3.6 * len(groups)))
         axes = figure.subplots(len(groups), 1, squeeze=False)[:, 0]
+        jitter = np.random.default_rng(0)
         for ax, group in zip(axes, groups, strict=True):
             names = list(group.returns)
-            samples = [self._returns_of(group, name) for name in names]
-            ax.boxplot(samples, showfliers=False, widths=0.5)
-            jitter = np.random.default_rng(0)
-            for position, sample in enumerate(samples, start=1):
-                xs = position + jitter.uniform(-0.15, 0.15, len(sample))
-                ax.scatter(xs, sample, s=9, alpha=0.6, color="tab:blue", zorder=3)
+            by_policy = [self._returns_of(group, name) for name in names]
+            ax.boxplot(
+                [[r for rs in b.values() for r in rs] for b in by_policy],
+                showfliers=False,
+                widths=0.5,
+            )
+            for position, (name, returns) in enumerate(zip(names, by_policy, strict=True), 1):
+                for colour, (label, sample) in enumerate(returns.items()):
+                    xs = position + jitter.uniform(-0.15, 0.15, len(sample))
+                    ax.scatter(
+                        xs,
+                        sample,
+                        s=9,
+                        alpha=0.6,
+                        color=f"C{colour % 10}",
+                        zorder=3,
+                        label=label if position == 1 and len(returns) > 1 else None,
+                    )
+                mean = group.returns[name].mean
                 ax.errorbar(
                     position + 0.32,
-                    group.returns[names[position - 1]].mean.value,
-                    yerr=_yerr(group.returns[names[position - 1]].mean),
+                    mean.value,
+                    yerr=_yerr(mean),
                     fmt="D",
                     color="black",
                     capsize=3,
                     markersize=4,
                 )
-            labels = [
-                f"{name}\n({self.variants[name].role}"
-                + (
-                    f", {group.returns[name].diverged} diverged)"
-                    if group.returns[name].diverged
-                    else ")"
-                )
-                for name in names
-            ]
+            labels = []
+            for name in names:
+                diverged = group.returns[name].diverged
+                extra = f", {diverged} diverged" if diverged else ""
+                labels.append(f"{name}\n({self.variants[name].role}{extra})")
             ax.set_xticks(range(1, len(names) + 1), labels)
             ax.set_ylabel("episode return")
             ax.set_title(f"{self.task}: {group.name} ({group.replication}); diamond: mean and CI")
             ax.grid(axis="y", alpha=0.3)
+            if len(group.policies) > 1:
+                ax.legend(fontsize="small", loc="best")
         figure.tight_layout()
         figure.savefig(path, dpi=110)
         return Path(path)
@@ -332,9 +345,11 @@ class GapReport:
                 if attribution.method == "exact"
                 else f"{attribution.permutations} sampled permutations"
             )
+            level = f"{100 * self.settings['confidence']:g}%"
             ax.set_title(
                 f"{self.task}, {group.name}: Shapley attribution of the gap to "
-                f"{attribution.variant} ({how})"
+                f"{attribution.variant}\n({how}; bars: {level} intervals)",
+                fontsize="medium",
             )
             ax.set_xlabel("share of the gap (return lost; positive: the skew hurts)")
             ax.grid(axis="x", alpha=0.3)
@@ -352,17 +367,16 @@ class GapReport:
         attribution = self.plot_attribution(out / ATTRIBUTION_PNG)
         return written + ([attribution] if attribution is not None else [])
 
-    def _returns_of(self, group: GroupResult, variant: str) -> list[float]:
-        """The finite returns of ``group`` on ``variant``. Episodes are listed under the
-        first variant name with the same skews (an alias shares its episodes)."""
+    def _returns_of(self, group: GroupResult, variant: str) -> dict[str, list[float]]:
+        """The finite returns of each policy of ``group`` on ``variant``. Episodes are listed
+        under the first variant name with the same skews (an alias shares its episodes)."""
         key = self.variants[variant].key
         listed = next(name for name, v in self.variants.items() if v.key == key)
-        members = set(group.policies)
-        return [
-            e["return"]
-            for e in self.episodes
-            if e["variant"] == listed and e["policy"] in members and not e["diverged"]
-        ]
+        returns: dict[str, list[float]] = {label: [] for label in group.policies}
+        for e in self.episodes:
+            if e["variant"] == listed and e["policy"] in returns and not e["diverged"]:
+                returns[e["policy"]].append(e["return"])
+        return returns
 
 
 # ---------------------------------------------------------------------- helpers
