@@ -73,6 +73,10 @@ def evaluate_gap(
     One episode per seed per variant per policy, each started with
     ``reset(seed=s)`` and run with deterministic actions until it terminates or
     is truncated; its raw return is what a plain loop over that env would give.
+    (An SB3 network acts on padded batches of ``n_envs`` observations, so that
+    results never depend on scheduling; float32 inference on a batch may differ
+    in the last bit from inference on one observation, which can move a return
+    by about 1e-6 of itself. ``n_envs=1`` reproduces a one-at-a-time loop exactly.)
     Every input is checked before the first episode starts.
 
     Args:
@@ -137,7 +141,7 @@ def evaluate_gap(
             store.close()
 
     settings = Settings(confidence, bootstrap_resamples, bootstrap_seed)
-    report = _report(task, seed_list, sources, variants, plan, store, settings, max_episode_steps)
+    report = _report(setup, sources, plan, store, settings)
     if out is not None:
         report.save(out)
     return report
@@ -346,15 +350,13 @@ def _run_pending(
 
 # ---------------------------------------------------------------------- report
 def _report(
-    task: str,
-    seeds: list[int],
+    setup: _Setup,
     sources: Sequence[PolicySource],
-    variants: list[VariantInfo],
     plan: AttributionPlan | None,
     store: EpisodeStore,
     settings: Settings,
-    max_episode_steps: int | None,
 ) -> GapReport:
+    variants, seeds = setup.variants, setup.seeds
     keys = list(dict.fromkeys(v.key for v in variants))
     table = return_table(store.episodes, [(s.identity, k) for s in sources for k in keys], seeds)
     headline = [v for v in variants if v.role != "attribution"]
@@ -376,13 +378,13 @@ def _report(
         for seed in seeds
     ]
     return GapReport(
-        task=task,
+        task=setup.task,
         seeds=seeds,
         settings={
             "confidence": settings.confidence,
             "bootstrap_resamples": settings.resamples,
             "bootstrap_seed": settings.seed,
-            "max_episode_steps": max_episode_steps,
+            "max_episode_steps": setup.max_episode_steps,
             "intervals": "one policy: paired BCa bootstrap over episode seeds; several "
             "training seeds: two-level bootstrap over training seeds, then episode seeds",
         },
