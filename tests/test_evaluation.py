@@ -429,7 +429,7 @@ def test_sb3_results_do_not_depend_on_scheduling(saved_ppo):
 def test_the_caller_backs_up_lanes_that_workers_have_not_finished():
     lanes = (Lane(0, "a", (1, 2)), Lane(0, "a", (3, 4)), Lane(0, "b", (1,)))
     source = PolicySource("p", "p", "p", None, "callable", function=steady)
-    workload = Workload(TASK, {"a": {}, "b": {}}, (source,), lanes, None, 2, 2)
+    workload = Workload(TASK, {"a": {}, "b": {}}, (source,), lanes, None, 2)
     counter = multiprocessing.Value("q", 1)  # a worker has claimed lane 0
     done = {("p", "a", 1)}  # ... and finished its first episode
     claim = _BackingUpClaimer(workload, counter, done)

@@ -327,7 +327,6 @@ def _run_pending(
         lanes=lanes,
         max_episode_steps=setup.max_episode_steps,
         n_envs=n_envs,
-        batch_size=n_envs,
     )
     built = {i: sources[i].build(n_envs) for i in first.values()}  # this process's copies
     bar = tqdm(

@@ -41,6 +41,7 @@ import mujoco
 import numpy as np
 
 from sim2real.evaluation.policy import BatchPolicy, PolicySource
+from sim2real.pairing import make
 
 # MuJoCo's instability warnings: raised when it finds a bad value and resets the simulation.
 INSTABILITY_WARNINGS = ("mjWARN_BADQPOS", "mjWARN_BADQVEL", "mjWARN_BADQACC")
@@ -107,9 +108,9 @@ class Workload:
         policies: the policies that lanes refer to by index.
         lanes: the work.
         max_episode_steps: overrides the task's time limit when set.
-        n_envs: sub-envs run side by side in one process.
-        batch_size: SB3 networks always see batches of this size (padded), so that
-            an episode's actions do not depend on which other sub-envs run with it.
+        n_envs: sub-envs run side by side in one process. SB3 networks always see
+            batches of this size (padded), so that an episode's actions do not depend
+            on which other sub-envs run with it, nor on the process that runs it.
     """
 
     task: str
@@ -118,7 +119,6 @@ class Workload:
     lanes: tuple[Lane, ...]
     max_episode_steps: int | None
     n_envs: int
-    batch_size: int
 
     @property
     def episodes(self) -> int:
@@ -127,8 +127,6 @@ class Workload:
 
 def make_env(task: str, spec: Mapping[str, Any], max_episode_steps: int | None) -> gym.Env:
     """The variant of ``task`` with skews ``spec``; the sim variant itself when none are set."""
-    from sim2real.pairing import make
-
     kwargs = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
     return make(task, skews=dict(spec), **kwargs)
 
@@ -253,7 +251,7 @@ def run_lanes(
 
     def start(lane: Lane) -> _SubEnv:
         if lane.policy not in built:
-            built[lane.policy] = workload.policies[lane.policy].build(workload.batch_size)
+            built[lane.policy] = workload.policies[lane.policy].build(workload.n_envs)
         pool = idle.setdefault(lane.variant, [])
         env = (
             pool.pop()
@@ -452,7 +450,7 @@ class _BackingUpClaimer(_Claimer):
     """The calling process's claimer: once every lane is claimed, it backs up the workers'
     unfinished lanes (the seeds whose episodes have not arrived), latest first, so that a
     worker slowed down by a busy machine never holds up the end. Both copies of an
-    episode are identical (see :attr:`Workload.batch_size`); the first to arrive counts."""
+    episode are identical (see :attr:`Workload.n_envs`); the first to arrive counts."""
 
     def __init__(self, workload: Workload, counter: Any, done: set) -> None:
         super().__init__(workload, counter)
