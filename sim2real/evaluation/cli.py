@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 from pathlib import Path
 
 EXAMPLE = """example:
@@ -52,23 +53,31 @@ def _policies(items: list[str]) -> list[str] | dict[str, list[str]]:
 def _run(args: argparse.Namespace) -> int:
     from sim2real.evaluation.gap import evaluate_gap
 
-    report = evaluate_gap(
-        _policies(args.policy),
-        args.task,
-        seeds=parse_seeds(args.seeds),
-        real=args.real,
-        extra=tuple(args.extra),
-        attribution=not args.no_attribution,
-        permutations=args.permutations,
-        max_episode_steps=args.max_episode_steps,
-        workers=args.workers,
-        n_envs=args.n_envs,
-        out=args.out,
-        resume=args.resume,
-        progress=False if args.no_progress else None,
-        confidence=args.confidence,
-        bootstrap_resamples=args.bootstrap_resamples,
-    )
+    try:
+        report = evaluate_gap(
+            _policies(args.policy),
+            args.task,
+            seeds=parse_seeds(args.seeds),
+            real=args.real,
+            extra=tuple(args.extra),
+            attribution=not args.no_attribution,
+            permutations=args.permutations,
+            max_episode_steps=args.max_episode_steps,
+            workers=args.workers,
+            n_envs=args.n_envs,
+            out=args.out,
+            resume=args.resume,
+            progress=False if args.no_progress else None,
+            confidence=args.confidence,
+            bootstrap_resamples=args.bootstrap_resamples,
+        )
+    except KeyboardInterrupt:
+        print(
+            f"sim2real evaluate: interrupted; finished episodes are kept in "
+            f"{args.out}/episodes.jsonl: add --resume to continue",
+            file=sys.stderr,
+        )
+        return 130
     print(report.to_markdown())
     print(f"results in {args.out}/ (report.json, report.md, plots, episodes.jsonl)")
     return 0
