@@ -481,6 +481,36 @@ def test_training_seeds_form_a_group_compared_on_common_seeds(saved_ppo, tmp_pat
     assert pd.mean.value == pytest.approx(np.mean(means))
 
 
+class Predictor:
+    """Not SB3, but with SB3's ``predict``: accepted like a model."""
+
+    def __init__(self):
+        env = gym.make("InvertedPendulum-v5")
+        self.observation_space, self.action_space = env.observation_space, env.action_space
+
+    def predict(self, obs, deterministic=False):
+        assert deterministic
+        return wobbly(obs), None
+
+
+def test_loaded_models_and_predictors(saved_ppo):
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    model = PPO.load(saved_ppo / "model.zip", device="cpu")
+    stats = VecNormalize.load(
+        str(saved_ppo / "vecnormalize.pkl"), DummyVecEnv([lambda: gym.make("InvertedPendulum-v5")])
+    )
+    kwargs = dict(seeds=[1, 2], attribution=False, max_episode_steps=30, progress=False)
+    loaded = sim2real.evaluate_gap((model, stats), TASK, workers=2, **kwargs)
+    from_disk = sim2real.evaluate_gap(saved_ppo, TASK, workers=1, **kwargs)
+    assert [e["return"] for e in loaded.episodes] == [e["return"] for e in from_disk.episodes]
+    assert loaded.policies[0]["obs_normalization"] and loaded.policies[0]["algo"] == "ppo"
+    predicted = sim2real.evaluate_gap(Predictor(), TASK, workers=1, **kwargs)
+    plain = sim2real.evaluate_gap(wobbly, TASK, workers=1, **kwargs)
+    assert [e["return"] for e in predicted.episodes] == [e["return"] for e in plain.episodes]
+
+
 def test_algorithm_is_detected_from_the_saved_model(tmp_path):
     from stable_baselines3 import A2C, PPO, SAC, TD3
 

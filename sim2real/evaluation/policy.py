@@ -1,7 +1,7 @@
 """Policies for the evaluator: saved Stable-Baselines3 models, loaded models, callables.
 
-Everything is turned into a :class:`PolicySource`, a picklable recipe that a
-worker process can rebuild, and then into a batch policy: a callable
+Everything is turned into a :class:`PolicySource` (which :meth:`~PolicySource.portable`
+makes ready for a worker process), and then into a batch policy: a callable
 ``obs_batch -> action_batch`` with deterministic actions. Observation
 normalization saved with a model (``vecnormalize.pkl``) is applied frozen, with
 the saved mean, variance and clip, exactly as SB3's ``VecNormalize`` does at
@@ -13,8 +13,9 @@ Accepted forms:
   ``vecnormalize.pkl`` and ``metadata.json`` (keys ``algo``, ``task``,
   ``obs_normalization``);
 - a model ``.zip`` file (the two other files are looked for beside it);
-- a loaded SB3 model (PPO, SAC, TD3, A2C); pass ``VecNormalize`` stats as a
-  ``(model, vecnormalize)`` tuple;
+- a loaded SB3 model (PPO, SAC, TD3, A2C), or any object with SB3's
+  ``predict(obs, deterministic=True) -> (actions, state)`` and ``observation_space``
+  and ``action_space``; pass ``VecNormalize`` stats as a ``(model, vecnormalize)`` tuple;
 - any callable ``obs_batch -> action_batch`` (applied as is).
 
 ``vecnormalize.pkl`` is a pickle: load only files you trust.
@@ -76,8 +77,9 @@ class PolicySource:
         origin: the path it was loaded from, ``"object"`` or ``"callable"``.
         trained_on: the task named in ``metadata.json``, if any.
         normalizer: the frozen observation normalization of an SB3 policy.
-        network: the SB3 policy network (``model.policy``), in this process.
-        network_bytes: the same network pickled without its optimizers, for a worker.
+        network: the SB3 policy network (``model.policy``), or another object with
+            SB3's ``predict``, in this process.
+        network_bytes: the same pickled (a network without its optimizers), for a worker.
         function: a callable policy, applied as is.
     """
 
@@ -127,7 +129,13 @@ class PolicySource:
             return self
         if self.network is None:
             return self
-        return replace(self, network=None, network_bytes=_without_optimizers(self.network))
+        try:
+            network_bytes = _without_optimizers(self.network)
+        except Exception as error:
+            raise PolicyError(
+                f"policy {self.label!r} cannot be sent to a worker process ({error})"
+            ) from None
+        return replace(self, network=None, network_bytes=network_bytes)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -142,7 +150,8 @@ class PolicySource:
 
 def _without_optimizers(network: Any) -> bytes:
     """``network`` pickled with every ``optimizer`` attribute of its modules left out."""
-    holders = [m for m in network.modules() if getattr(m, "optimizer", None) is not None]
+    modules = network.modules() if hasattr(network, "modules") else [network]
+    holders = [m for m in modules if getattr(m, "optimizer", None) is not None]
     optimizers = [m.optimizer for m in holders]
     try:
         for module in holders:
@@ -235,7 +244,11 @@ def _source(item: Any, group: str | None, index: int) -> PolicySource:
     )
 
 
-def _from_model(model: Any, normalizer: ObsNormalizer | None, group: str | None, index: int):
+def _from_model(
+    model: Any, normalizer: ObsNormalizer | None, group: str | None, index: int
+) -> PolicySource:
+    """An SB3 model acts through its policy network; another object through its own
+    ``predict``."""
     algo = type(model).__name__.lower()
     label = f"{algo}{index}"
     return PolicySource(
@@ -245,7 +258,7 @@ def _from_model(model: Any, normalizer: ObsNormalizer | None, group: str | None,
         algo=algo,
         origin="object",
         normalizer=normalizer,
-        network=model.policy,
+        network=model.policy if hasattr(getattr(model, "policy", None), "predict") else model,
     )
 
 
