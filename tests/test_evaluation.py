@@ -7,6 +7,7 @@ import json
 import multiprocessing
 import os
 import time
+import zipfile
 from pathlib import Path
 
 import gymnasium as gym
@@ -519,6 +520,16 @@ def test_algorithm_is_detected_from_the_saved_model(tmp_path):
         algo("MlpPolicy", env, device="cpu").save(tmp_path / f"{algo.__name__}.zip")
     sources = resolve_policies([tmp_path / f"{a}.zip" for a in ("PPO", "A2C", "SAC", "TD3")])
     assert [s.algo for s in sources] == ["ppo", "a2c", "sac", "td3"]
+    # A policy class of the user's own (here: only its name changed): the loaders are tried.
+    with zipfile.ZipFile(tmp_path / "SAC.zip") as source_zip:
+        files = {name: source_zip.read(name) for name in source_zip.namelist()}
+    data = json.loads(files["data"])
+    data["policy_class"]["__module__"] = "my_lab.policies"
+    files["data"] = json.dumps(data).encode()
+    with zipfile.ZipFile(tmp_path / "custom.zip", "w") as custom:
+        for name, content in files.items():
+            custom.writestr(name, content)
+    assert resolve_policies(tmp_path / "custom.zip")[0].algo == "sac"
     report = sim2real.evaluate_gap(
         [str(tmp_path / "SAC.zip"), str(tmp_path / "TD3.zip")],
         TASK,

@@ -285,7 +285,7 @@ def _from_path(path: Path, group: str | None) -> PolicySource:
             f"({METADATA_FILE}) but {stats_file} is missing or does not normalize "
             "observations; refusing to evaluate it with fresh statistics"
         )
-    model = _load_model(model_file, algo)
+    model, algo = _load_model(model_file, algo)
     # <config>/seed<N>/model.zip or <config>/seed<N>.zip: a training seed of <config>.
     run, config = (
         (folder.name, folder.parent.name)
@@ -334,8 +334,9 @@ def _zip_data(model_file: Path) -> dict[str, Any]:
         ) from None
 
 
-def _detect_algo(model_file: Path, metadata: dict[str, Any], data: dict[str, Any]) -> str:
-    """From ``metadata.json``, else from the policy class saved in the zip."""
+def _detect_algo(model_file: Path, metadata: dict[str, Any], data: dict[str, Any]) -> str | None:
+    """From ``metadata.json``, else from SB3's own policy classes saved in the zip; ``None``
+    when neither tells (a custom policy class): the loaders are then tried in turn."""
     algo = metadata.get("algo")
     if algo is not None:
         if str(algo).lower() not in ALGOS:
@@ -345,28 +346,33 @@ def _detect_algo(model_file: Path, metadata: dict[str, Any], data: dict[str, Any
             )
         return str(algo).lower()
     module = str(data.get("policy_class", {}).get("__module__", ""))
-    if ".sac." in module:
+    if module == "stable_baselines3.sac.policies":
         return "sac"
-    if ".td3." in module:
+    if module == "stable_baselines3.td3.policies":
         return "td3"
-    if module.endswith("common.policies"):
+    if module == "stable_baselines3.common.policies":  # PPO and A2C share the policy classes
         return "ppo" if "n_epochs" in data else "a2c"
-    raise PolicyError(
-        f"policy {str(model_file)!r}: cannot tell its algorithm (policy class from "
-        f"{module or 'nowhere'}); write {METADATA_FILE} with 'algo': one of {', '.join(ALGOS)}"
-    )
+    return None
 
 
-def _load_model(model_file: Path, algo: str) -> Any:
+def _load_model(model_file: Path, algo: str | None) -> tuple[Any, str]:
+    """The loaded model and its algorithm; with ``algo=None`` the first loader that works."""
     import stable_baselines3
 
-    try:
-        algo_class = getattr(stable_baselines3, algo.upper())
-        return algo_class.load(model_file, device="cpu", custom_objects=_CUSTOM_OBJECTS)
-    except Exception as error:
-        raise PolicyError(
-            f"policy {str(model_file)!r} cannot be loaded as a {algo.upper()} model ({error})"
-        ) from None
+    failures = []
+    for name in [algo] if algo is not None else ALGOS:
+        try:
+            algo_class = getattr(stable_baselines3, name.upper())
+            model = algo_class.load(model_file, device="cpu", custom_objects=_CUSTOM_OBJECTS)
+        except Exception as error:
+            failures.append(f"{name.upper()}: {error}")
+            continue
+        return model, name
+    raise PolicyError(
+        f"policy {str(model_file)!r} cannot be loaded as a Stable-Baselines3 "
+        f"{'/'.join(n.upper() for n in ([algo] if algo else ALGOS))} model "
+        f"({'; '.join(failures)})"
+    )
 
 
 def _load_vecnormalize(path: Path) -> Any:
