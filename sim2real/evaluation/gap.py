@@ -57,6 +57,7 @@ def evaluate_gap(
     extra: SpecSource | Sequence[SpecSource] = (),
     *,
     attribution: bool = True,
+    attribute_by: str = "skew",
     permutations: int = DEFAULT_PERMUTATIONS,
     max_episode_steps: int | None = None,
     workers: int | None = None,
@@ -94,6 +95,9 @@ def evaluate_gap(
         attribution: split the real gap over the real variant's skews: each skew
             alone, all but each skew, and Shapley values (exact up to
             ``EXACT_MAX_SKEWS`` skews, else sampled over ``permutations``).
+        attribute_by: the players of the attribution: ``"skew"`` (every skew field
+            on its own) or ``"section"`` (dynamics, actuation, sensing, timing: far
+            fewer coalitions to run, and exact Shapley values).
         permutations: permutations sampled for Shapley values beyond that.
         max_episode_steps: shorter episodes than the task's own time limit.
         workers: processes sharing the episodes (this one included); default
@@ -121,7 +125,9 @@ def evaluate_gap(
     builtin = _builtin_task(task)
     seed_list = _seed_list(seeds)
     variants, specs = _variants(builtin, real, extra)
-    plan = _attribution_plan(variants[1], specs, permutations) if attribution else None
+    plan = (
+        _attribution_plan(variants[1], specs, permutations, attribute_by) if attribution else None
+    )
     if plan is not None:
         variants += _subset_variants(variants[1], plan, specs)
     setup = _Setup(task, seed_list, variants, specs, max_episode_steps)
@@ -216,10 +222,11 @@ def _variant_name(source: SpecSource, fallback: str) -> str:
 
 
 def _attribution_plan(
-    real: VariantInfo, specs: dict[str, SkewSpec], permutations: int
+    real: VariantInfo, specs: dict[str, SkewSpec], permutations: int, attribute_by: str = "skew"
 ) -> AttributionPlan | None:
     spec = specs[real.key]
-    players = tuple(spec.active())
+    members = _players(spec, attribute_by)
+    players = tuple(members)
     if not players:
         return None
     orders = (
@@ -229,10 +236,27 @@ def _attribution_plan(
     )
     keys = {}
     for coalition in coalitions_needed(players, orders):
-        subset = spec.only(coalition)
+        subset = spec.only(field for player in coalition for field in members[player])
         keys[coalition] = _key(subset)
         specs.setdefault(keys[coalition], subset)
     return AttributionPlan(real.name, players, keys, orders)
+
+
+ATTRIBUTE_BY = ("skew", "section")
+
+
+def _players(spec: SkewSpec, attribute_by: str) -> dict[str, list[str]]:
+    """The players of the attribution and the skew fields each one switches on."""
+    if attribute_by not in ATTRIBUTE_BY:
+        raise ValueError(
+            f"attribute_by must be one of {', '.join(ATTRIBUTE_BY)}, got {attribute_by!r}"
+        )
+    players: dict[str, list[str]] = {}
+    for field in spec.active():
+        players.setdefault(field if attribute_by == "skew" else field.split(".")[0], []).append(
+            field
+        )
+    return players
 
 
 def _subset_variants(
