@@ -102,27 +102,29 @@ def bench_evaluator(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--episodes", type=int, default=30)
-    parser.add_argument("--workers", type=int, default=2, help="evaluate_gap processes")
+    parser.add_argument(
+        "--workers", default="1,2", help="evaluate_gap process counts to time (default: 1,2)"
+    )
     parser.add_argument("--repeat", type=int, default=3, help="runs of each, alternating")
     parser.add_argument("--policy", type=Path, help="a PPO Hopper training output folder")
     parser.add_argument("--timesteps", type=int, default=20_000, help="for a quick policy")
     args = parser.parse_args()
+    workers = [int(w) for w in args.workers.split(",")]
 
     torch.set_num_threads(1)  # both sides: small networks, and a machine shared with others
+    names = {"sb3": "evaluate_policy (SB3)"} | {w: f"evaluate_gap, workers={w}" for w in workers}
+    runs: dict[str | int, list[tuple[float, list[float], int]]] = {key: [] for key in names}
     with tempfile.TemporaryDirectory() as scratch:
         folder = args.policy or shipped_policy()
         if folder is None:
             print(f"no shipped PPO {TASK} policy; training one for {args.timesteps} steps ...")
             folder = train_quick_policy(Path(scratch) / "quick", args.timesteps)
         print(f"policy: {folder}")
-        runs: dict[str, list[tuple[float, list[float], int]]] = {"sb3": [], "ours": []}
-        for _ in range(args.repeat):  # alternating, so that both see the same machine load
+        for _ in range(args.repeat):  # alternating, so that all see the same machine load
             runs["sb3"].append(bench_sb3(folder, args.episodes, first_seed=100))
-            runs["ours"].append(
-                bench_evaluator(folder, args.episodes, first_seed=100, workers=args.workers)
-            )
+            for w in workers:
+                runs[w].append(bench_evaluator(folder, args.episodes, first_seed=100, workers=w))
 
-    names = {"sb3": "evaluate_policy (SB3)", "ours": f"evaluate_gap, workers={args.workers}"}
     print(
         f"{args.episodes} episodes of {TASK}, deterministic, frozen observation statistics; "
         f"best of {args.repeat} alternating runs (all runs, s, in brackets)"
@@ -136,7 +138,9 @@ def main() -> None:
             f"{name:28} {seconds:8.2f} {len(returns) / seconds:11.2f} {steps / seconds:9.0f} "
             f"{np.mean(returns):12.1f}  [{every}]"
         )
-    print(f"speed-up (episodes/s, best runs): {best['sb3'][0] / best['ours'][0]:.2f}x")
+    for w in workers:
+        ratio = best["sb3"][0] / best[w][0]
+        print(f"speed-up of evaluate_gap, workers={w} (episodes/s, best runs): {ratio:.2f}x")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ so short episodes are never over-represented.
 A process keeps up to ``n_envs`` sub-envs running side by side and calls each
 policy once per step for all of its active sub-envs (batched inference).
 With a :class:`WorkerPool` the calling process runs lanes itself while the
-worker processes (``spawn``, one torch thread each, lower priority) finish
+worker processes (``spawn``, one torch thread each, lowest priority) finish
 starting up and join in; a free sub-env claims the next unclaimed lane from a
 counter shared by all processes, so they balance themselves whatever their
 start-up time. When no lane is left to claim, the calling process backs up the
@@ -47,9 +47,10 @@ from sim2real.pairing import make
 INSTABILITY_WARNINGS = ("mjWARN_BADQPOS", "mjWARN_BADQVEL", "mjWARN_BADQACC")
 _WARNING_INDICES = tuple(int(getattr(mujoco.mjtWarning, name)) for name in INSTABILITY_WARNINGS)
 
-# Workers run at a lower priority: on an idle core they run at full speed; on a machine
-# busy with other work they give way to the calling process, which backs up their lanes.
-WORKER_NICENESS = 5
+# Workers run at the lowest priority: on an idle core they run at full speed; on a machine
+# busy with other work they give way to it and to the calling process, which backs up
+# their lanes. They use the CPU that would otherwise sit idle.
+WORKER_NICENESS = 19
 
 
 @dataclass(frozen=True)
@@ -306,7 +307,7 @@ def _lower_priority(pid: int | None) -> None:
     """Lower a worker's priority from the start, before it imports anything."""
     with suppress(AttributeError, OSError):  # no setpriority on this platform, or not allowed
         current = os.getpriority(os.PRIO_PROCESS, pid)
-        os.setpriority(os.PRIO_PROCESS, pid, current + WORKER_NICENESS)
+        os.setpriority(os.PRIO_PROCESS, pid, min(current + WORKER_NICENESS, 19))
 
 
 class WorkerPool:
