@@ -51,8 +51,8 @@ def run(
     groups = shipped_groups(task)
     real = spec.preset("default")
     print(
-        f"sim2real demo: {task} ({spec.base_id}), {len(seeds)} episode seeds "
-        f"{seeds[0]}..{seeds[-1]} per policy and variant, common to all of them"
+        f"sim2real demo: {task} ({spec.base_id}), episode seeds {seeds[0]}..{seeds[-1]} "
+        "for every policy and variant (common random numbers)"
     )
     print(f"  real variant 'default': {real.description}")
     for name, value in real.active().items():
@@ -99,7 +99,10 @@ def _tell(report: Any, groups: dict[str, list[Path]]) -> None:
         for player, estimate in sorted(
             sim.attribution.shapley.items(), key=lambda item: -item[1].value
         ):
-            share = estimate.value / total if total else float("nan")
+            if abs(total) < 1e-9:  # no gap: nothing to share out
+                print(f"     {player:<10} {estimate.format(0):>24}")
+                continue
+            share = estimate.value / total
             bar = "#" * max(0, round(30 * share))
             print(f"     {player:<10} {estimate.format(0):>24}  {share:>5.0%} {bar}")
     print("\n3. Remedy: train with domain randomization (configs/randomization/)")
