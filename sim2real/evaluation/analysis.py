@@ -29,12 +29,15 @@ ReturnTable = Mapping[tuple[str, str], np.ndarray]
 
 @dataclass(frozen=True)
 class AttributionPlan:
-    """Which variant key realizes each coalition of the real variant's skews."""
+    """Which variant key realizes each coalition of players; a player is a skew field
+    (``by="skew"``) or a section of them (``by="section"``)."""
 
     variant: str
     players: tuple[str, ...]
     keys: Mapping[Coalition, str]
     permutations: tuple[tuple[str, ...], ...] | None  # None: exact over all coalitions
+    by: str
+    members: Mapping[str, tuple[str, ...]]  # the skew fields of each player
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,8 @@ def _attribution(sources, plan: AttributionPlan, table, boot) -> Attribution:
         permutation_se = permutation_standard_error(pooled, plan.permutations)
     return Attribution(
         variant=plan.variant,
+        by=plan.by,
+        members={p: list(fields) for p, fields in plan.members.items()},
         method="exact" if plan.permutations is None else "sampled",
         permutations=None if plan.permutations is None else len(plan.permutations),
         pairs_used=sum(len(v[everyone]) for v in per_policy),

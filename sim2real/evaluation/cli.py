@@ -61,6 +61,7 @@ def _run(args: argparse.Namespace) -> int:
             real=args.real,
             extra=tuple(args.extra),
             attribution=not args.no_attribution,
+            attribute_by=args.attribute_by,
             permutations=args.permutations,
             max_episode_steps=args.max_episode_steps,
             workers=args.workers,
@@ -119,6 +120,12 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--n-envs", type=int, default=32, help="sub-envs per process (default: 32)")
     parser.add_argument(
         "--no-attribution", action="store_true", help="skip the per-skew attribution"
+    )
+    parser.add_argument(
+        "--attribute-by",
+        choices=("skew", "section"),
+        default="skew",
+        help="attribute the gap to each skew, or to each section of skews (default: skew)",
     )
     parser.add_argument(
         "--permutations",

@@ -47,6 +47,7 @@ from sim2real.tasks import Task, get_task
 
 DEFAULT_SEEDS = range(100, 130)
 DEFAULT_PERMUTATIONS = 16
+ATTRIBUTE_BY = ("skew", "section")
 
 
 def evaluate_gap(
@@ -120,6 +121,10 @@ def evaluate_gap(
         _check_counts(max_episode_steps=max_episode_steps)
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be between 0 and 1, got {confidence}")
+    if attribute_by not in ATTRIBUTE_BY:
+        raise ValueError(
+            f"attribute_by must be one of {', '.join(ATTRIBUTE_BY)}, got {attribute_by!r}"
+        )
     workers = min(2, os.cpu_count() or 1) if workers is None else workers
     _check_counts(workers=workers)
     builtin = _builtin_task(task)
@@ -239,23 +244,15 @@ def _attribution_plan(
         subset = spec.only(field for player in coalition for field in members[player])
         keys[coalition] = _key(subset)
         specs.setdefault(keys[coalition], subset)
-    return AttributionPlan(real.name, players, keys, orders)
+    return AttributionPlan(real.name, players, keys, orders, attribute_by, members)
 
 
-ATTRIBUTE_BY = ("skew", "section")
-
-
-def _players(spec: SkewSpec, attribute_by: str) -> dict[str, list[str]]:
+def _players(spec: SkewSpec, attribute_by: str) -> dict[str, tuple[str, ...]]:
     """The players of the attribution and the skew fields each one switches on."""
-    if attribute_by not in ATTRIBUTE_BY:
-        raise ValueError(
-            f"attribute_by must be one of {', '.join(ATTRIBUTE_BY)}, got {attribute_by!r}"
-        )
-    players: dict[str, list[str]] = {}
+    players: dict[str, tuple[str, ...]] = {}
     for field in spec.active():
-        players.setdefault(field if attribute_by == "skew" else field.split(".")[0], []).append(
-            field
-        )
+        player = field if attribute_by == "skew" else field.split(".")[0]
+        players[player] = (*players.get(player, ()), field)
     return players
 
 

@@ -43,17 +43,19 @@ the point estimate and its bootstrap confidence interval (level in
           "prob_sim_beats": estimate,      # P(sim episode > variant episode) + 0.5 P(=)
           "pairs": int                      # (policy, seed) pairs in which neither diverged
         }},
-        "attribution": null | {
+        "attribution": null | {            # a player is one skew, or one section of skews
           "variant": str,                   # the real variant
+          "by": "skew" | "section",
+          "players": {player: ["section.field", ...]},  # the skews each player switches on
           "method": "exact" | "sampled",    # exact: all 2^n subsets; sampled: permutations
           "permutations": int | null,       # sampled: how many (antithetic pairs)
           "pairs_used": int, "pairs_excluded": int,  # excluded: a subset episode diverged
           "total": estimate,                # the gap over the pairs used; sum of "shapley"
-          "shapley": {skew: estimate},      # adds up to "total" (efficiency)
-          "permutation_se": {skew: float | null} | null,   # sampled: Monte Carlo error
-          "alone": {skew: estimate},        # gap with only this skew on
-          "without": {skew: estimate},      # gap with every skew but this one
-          "fixing": {skew: estimate}        # total - without: gap closed by fixing it
+          "shapley": {player: estimate},    # adds up to "total" (efficiency)
+          "permutation_se": {player: float | null} | null,  # sampled: Monte Carlo error
+          "alone": {player: estimate},      # gap with only this player's skews on
+          "without": {player: estimate},    # gap with every skew but this player's
+          "fixing": {player: estimate}      # total - without: gap closed by fixing it
         }
       }},
       "divergences": {"total": int, "by_variant": {variant name: int}},
@@ -111,9 +113,11 @@ class Gap:
 
 @dataclass(frozen=True)
 class Attribution:
-    """The gap of the real variant split over its skews."""
+    """The gap of the real variant split over its skews (or sections of skews)."""
 
     variant: str
+    by: str
+    members: dict[str, list[str]]
     method: str
     permutations: int | None
     pairs_used: int
@@ -408,6 +412,8 @@ def _group_dict(group: GroupResult) -> dict[str, Any]:
         if attribution is None
         else {
             "variant": attribution.variant,
+            "by": attribution.by,
+            "players": attribution.members,
             "method": attribution.method,
             "permutations": attribution.permutations,
             "pairs_used": attribution.pairs_used,
@@ -441,42 +447,43 @@ def _attribution_markdown(group: GroupResult, variants: dict[str, VariantInfo]) 
     attribution = group.attribution
     if attribution is None:
         return []
+    player = attribution.by  # "skew" or "section"
     how = (
-        f"exact Shapley values over all {2 ** len(attribution.shapley)} subsets of skews"
+        f"exact Shapley values over all {2 ** len(attribution.shapley)} subsets of {player}s"
         if attribution.method == "exact"
         else f"Shapley values sampled over {attribution.permutations} permutations "
         "(antithetic pairs)"
     )
+    excluded = (
+        f", {attribution.pairs_excluded} excluded because a subset episode diverged"
+        if attribution.pairs_excluded
+        else ""
+    )
+    se = bool(attribution.permutation_se)
     lines = [
         "",
         f"## Attribution: {group.name} on {attribution.variant}",
         "",
-        f"{how}; {attribution.pairs_used} (policy, seed) pairs"
-        + (
-            f", {attribution.pairs_excluded} excluded because a subset episode diverged"
-            if attribution.pairs_excluded
-            else ""
-        )
-        + ". *alone*: the gap with only this skew; *fixing*: the gap closed by removing "
-        "only this skew; the Shapley values add up to the total.",
+        f"{how}; {attribution.pairs_used} (policy, seed) pairs{excluded}. *alone*: the gap "
+        f"with only this {player}; *fixing*: the gap closed by removing only this {player}; "
+        "the Shapley values add up to the total.",
         "",
-        "| skew | value | Shapley | alone | fixing |"
-        + (" MC s.e. |" if attribution.permutation_se else ""),
-        "|---|---|---|---|---|" + ("---|" if attribution.permutation_se else ""),
+        f"| {player} | {'value' if player == 'skew' else 'skews'} | Shapley | alone | fixing |"
+        + (" MC s.e. |" if se else ""),
+        "|---|---|---|---|---|" + ("---|" if se else ""),
     ]
     skews = variants[attribution.variant].skews
     for name, shapley in attribution.shapley.items():
+        fields = attribution.members[name]
+        value = _short(skews[name]) if fields == [name] else ", ".join(fields)
         row = (
-            f"| {name} | {_short(skews.get(name))} | {shapley.format()} | "
+            f"| {name} | {value} | {shapley.format()} | "
             f"{attribution.alone[name].format()} | {attribution.fixing[name].format()} |"
         )
-        if attribution.permutation_se:
-            row += f" {attribution.permutation_se[name]:.1f} |"
+        if se:
+            row += f" {attribution.permutation_se[name]:.1f} |"  # type: ignore[index]
         lines.append(row)
-    lines.append(
-        f"| **total** | | {attribution.total.format()} | | |"
-        + (" |" if attribution.permutation_se else "")
-    )
+    lines.append(f"| **total** | | {attribution.total.format()} | | |" + (" |" if se else ""))
     return lines
 
 
