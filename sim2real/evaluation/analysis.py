@@ -7,7 +7,7 @@ statistic keeps only the seeds where both episodes finished.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -25,6 +25,7 @@ from sim2real.evaluation.report import Attribution, Gap, GroupResult, Returns, V
 from sim2real.evaluation.rollout import Episode
 
 ReturnTable = Mapping[tuple[str, str], np.ndarray]
+Bootstrap = Callable[..., stats.Estimate]  # stats.bootstrap with the interval settings bound
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,9 @@ def summarize_group(
     )
 
 
-def _returns(sources, key, table, boot) -> Returns:
+def _returns(
+    sources: Sequence[PolicySource], key: str, table: ReturnTable, boot: Bootstrap
+) -> Returns:
     rows = [table[(s.identity, key)] for s in sources]
     finite = [row[np.isfinite(row)] for row in rows]
     per_policy = {
@@ -115,7 +118,9 @@ def _returns(sources, key, table, boot) -> Returns:
     )
 
 
-def _gap(sources, sim_key, key, table, boot) -> Gap:
+def _gap(
+    sources: Sequence[PolicySource], sim_key: str, key: str, table: ReturnTable, boot: Bootstrap
+) -> Gap:
     pairs = []
     for source in sources:
         sim, real = table[(source.identity, sim_key)], table[(source.identity, key)]
@@ -129,7 +134,9 @@ def _gap(sources, sim_key, key, table, boot) -> Gap:
     )
 
 
-def _attribution(sources, plan: AttributionPlan, table, boot) -> Attribution:
+def _attribution(
+    sources: Sequence[PolicySource], plan: AttributionPlan, table: ReturnTable, boot: Bootstrap
+) -> Attribution:
     everyone = frozenset(plan.players)
     per_policy = []  # the coalition values v(S) of each policy, over its complete seeds
     excluded = 0
@@ -140,7 +147,7 @@ def _attribution(sources, plan: AttributionPlan, table, boot) -> Attribution:
         sim = rows[frozenset()][complete]
         per_policy.append({c: sim - row[complete] for c, row in rows.items()})
 
-    def estimate(part) -> stats.Estimate:
+    def estimate(part: Callable[[dict[Coalition, np.ndarray]], np.ndarray]) -> stats.Estimate:
         return boot([(part(values),) for values in per_policy], stats.mean)
 
     if plan.permutations is None:
@@ -150,7 +157,8 @@ def _attribution(sources, plan: AttributionPlan, table, boot) -> Attribution:
     permutation_se = None
     if plan.permutations is not None:
         pooled = {c: np.concatenate([v[c] for v in per_policy]) for c in plan.keys}
-        permutation_se = permutation_standard_error(pooled, plan.permutations)
+        if len(pooled[everyone]):
+            permutation_se = permutation_standard_error(pooled, plan.permutations)
     return Attribution(
         variant=plan.variant,
         by=plan.by,
