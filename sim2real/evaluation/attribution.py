@@ -64,7 +64,9 @@ def coalitions_needed(
     return sorted(needed, key=lambda c: (len(c), sorted(c)))
 
 
-def shapley_exact(values: Mapping[Coalition, np.ndarray], players: Sequence[str]) -> dict:
+def shapley_exact(
+    values: Mapping[Coalition, np.ndarray], players: Sequence[str]
+) -> dict[str, np.ndarray]:
     """Shapley value of each player from the values of all ``2^n`` coalitions.
 
     ``phi_i = sum over S not containing i of |S|! (n-|S|-1)! / n! * (v(S + i) - v(S))``.
