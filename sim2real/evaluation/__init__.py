@@ -1,6 +1,6 @@
 """The gap evaluator: one policy (or several), sim against real, on common seeds.
 
->>> report = sim2real.evaluate_gap("policies/hopper/sim/seed0", "Hopper", seeds=range(100, 130))
+>>> report = sim2real.evaluate_gap("policies/Hopper/sim/seed0", "Hopper", seeds=range(100, 130))
 >>> print(report.to_markdown())
 
 Modules: :mod:`.stats` (pure statistics and bootstrap intervals),

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 EXAMPLE = """example:
-  sim2real evaluate --policy policies/hopper/sim/seed0 policies/hopper/sim/seed1 \\
-      policies/hopper/dr/seed0 policies/hopper/dr/seed1 --task Hopper --seeds 100-129 \\
+  sim2real evaluate --policy policies/Hopper/sim/seed0 policies/Hopper/sim/seed1 \\
+      policies/Hopper/dr/seed0 policies/Hopper/dr/seed1 --task Hopper --seeds 100-129 \\
       --real default --extra harsh --out runs/gap-hopper
 
 Policies stored as <config>/seed<N>/ are grouped by <config> (training seeds of one
@@ -115,7 +115,10 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
         "--resume", action="store_true", help="continue the episodes already in --out"
     )
     parser.add_argument(
-        "--workers", type=int, default=None, help="processes, this one included (default: 2)"
+        "--workers",
+        type=int,
+        default=None,
+        help="processes, this one included; workers use idle CPU only (default: 2)",
     )
     parser.add_argument("--n-envs", type=int, default=32, help="sub-envs per process (default: 32)")
     parser.add_argument(
