@@ -306,7 +306,11 @@ class GapReport:
                 labels.append(f"{name}\n({self.variants[name].role}{extra})")
             ax.set_xticks(range(1, len(names) + 1), labels)
             ax.set_ylabel("episode return")
-            ax.set_title(f"{self.task}: {group.name} ({group.replication}); diamond: mean and CI")
+            ax.set_title(
+                f"{self.task}: {group.name} ({group.replication})\n"
+                "dots: episodes; diamond: mean with its interval",
+                fontsize="medium",
+            )
             ax.grid(axis="y", alpha=0.3)
             if len(group.policies) > 1:
                 ax.legend(fontsize="small", loc="best")
