@@ -100,6 +100,7 @@ class SkewedEnv(gym.Wrapper):
             and np.array_equal(self._model.actuator_ctrlrange[:, 0], self._low)
             and np.array_equal(self._model.actuator_ctrlrange[:, 1], self._high)
         )
+        self._obs_needs_rne = _reads_constraint_forces(self._base)
         self._rngs: dict[str, np.random.Generator] = {}
         self._gaussian: dict[str, GaussianStream] = {}
         self.skews = self._validated(skews)
@@ -295,10 +296,27 @@ class SkewedEnv(gym.Wrapper):
                 data.ctrl[:] = commands[index]
             mujoco.mj_step(model, data, nstep=n_substeps)
             if capture:
-                mujoco.mj_rnePostConstraint(model, data)
+                if self._obs_needs_rne:
+                    mujoco.mj_rnePostConstraint(model, data)
                 obs = self._get_obs()
                 self._captured = obs if self._read is None else self._read(obs)
         mujoco.mj_rnePostConstraint(model, data)
+
+
+def _reads_constraint_forces(base: MujocoEnv) -> bool:
+    """Whether ``base._get_obs`` reads what ``mj_rnePostConstraint`` computes (e.g. Ant's
+    contact forces): probed once by poisoning those fields and looking for NaN."""
+    data = base.data
+    fields = ("cacc", "cfrc_int", "cfrc_ext")
+    saved = [getattr(data, name).copy() for name in fields]
+    try:
+        for name in fields:
+            getattr(data, name)[:] = np.nan
+        with np.errstate(invalid="ignore"):
+            return not np.isfinite(base._get_obs()).all()
+    finally:
+        for name, value in zip(fields, saved, strict=True):
+            getattr(data, name)[:] = value
 
 
 def find_skewed_env(env: gym.Env) -> SkewedEnv | None:

@@ -416,3 +416,19 @@ def test_any_valid_spec_is_reproducible_and_well_formed(spec, seed):
     assert_same(first, second)
     for obs, *_ in first:
         assert obs.shape == (11,) and obs.dtype == np.float64 and np.isfinite(obs).all()
+
+
+@pytest.mark.parametrize("task", ["Ant", "Reacher", "InvertedDoublePendulum"])
+def test_observation_latency_is_exact_where_observations_read_derived_quantities(task):
+    """Ant reads contact forces (computed by mj_rnePostConstraint), Reacher body positions."""
+    base = sim2real.get_task(task)
+    sim, real = sim2real.make_pair(task, real={"timing": {"obs_latency_s": 0.02}})
+    acts = actions(sim, 15)
+    readings, frame_skip = substep_reference(base.base_id, acts, seed=4)
+    substeps = round(0.02 / sim.unwrapped.model.opt.timestep)
+    real.reset(seed=4)
+    for t, action in enumerate(acts):
+        obs, _, terminated, *_ = real.step(action)
+        np.testing.assert_array_equal(obs, readings[max(0, (t + 1) * frame_skip - substeps)])
+        if terminated:
+            break
