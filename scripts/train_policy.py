@@ -29,7 +29,7 @@ from sim2real.training import (
     VECNORMALIZE_FILE,
     add_train_arguments,
     evaluate_sim_return,
-    train,
+    train_from_args,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -92,17 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ship", type=Path, help="copy the result into this policies/ folder")
     args = parser.parse_args(argv)
     try:
-        out = train(
-            args.task,
-            args.algo,
-            seed=args.seed,
-            timesteps=args.timesteps,
-            out=args.out,
-            randomization=args.randomization,
-            config=args.config,
-            resume=args.resume,
-            progress=not args.no_progress,
-        )
+        out = train_from_args(args)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

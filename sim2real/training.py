@@ -382,9 +382,9 @@ def evaluate_sim_return(run_dir: Path, seeds: Iterable[int] = range(1000, 1010))
     return returns
 
 
-def _run_cli(args: argparse.Namespace) -> int:
-    """Handler of ``sim2real train``."""
-    out = train(
+def train_from_args(args: argparse.Namespace) -> Path:
+    """:func:`train` with the options of :func:`add_train_arguments`."""
+    return train(
         args.task,
         args.algo,
         seed=args.seed,
@@ -395,6 +395,11 @@ def _run_cli(args: argparse.Namespace) -> int:
         resume=args.resume,
         progress=not args.no_progress,
     )
+
+
+def _run_cli(args: argparse.Namespace) -> int:
+    """Handler of ``sim2real train``."""
+    out = train_from_args(args)
     print(f"trained {args.task} {args.algo} seed {args.seed} -> {out}")
     return 0
 
