@@ -1,6 +1,6 @@
 """The demo: the whole loop on shipped policies, in a few minutes on two cores.
 
-``sim2real demo [--task Hopper] [--seeds 8] [--out results/demo]``
+``sim2real demo [--task HalfCheetah] [--seeds 8] [--out results/demo]``
 
 1. *Verify*: the sim-trained policies are competent on fresh sim episodes.
 2. *Characterise*: the same policies on the real variant (the task's ``default``
@@ -138,7 +138,7 @@ def register_cli(subparsers: Any) -> None:
         help="the whole loop on shipped policies: gap, its causes, and what closes it",
         description=__doc__.splitlines()[0],
     )
-    parser.add_argument("--task", default="Hopper", help="a task with shipped policies")
+    parser.add_argument("--task", default="HalfCheetah", help="a task with shipped policies")
     parser.add_argument("--seeds", type=int, default=8, help="episode seeds per variant")
     parser.add_argument("--first-seed", type=int, default=100, help="the first episode seed")
     parser.add_argument("--out", default="results/demo", help="folder for the report files")
