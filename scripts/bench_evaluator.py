@@ -38,13 +38,14 @@ TASK = "Hopper"
 
 
 def shipped_policy() -> Path | None:
-    """A shipped PPO Hopper policy folder, if the manifest lists one that is present."""
+    """A shipped sim-trained PPO Hopper policy folder, if the manifest lists one."""
     manifest = data_dir("policies") / "manifest.yaml"
     if not manifest.is_file():
         return None
     for entry in yaml.safe_load(manifest.read_text()).get("policies") or []:
         folder = data_dir("policies") / entry["path"]
-        if entry["task"] == TASK and entry["algo"] == "ppo" and (folder / "model.zip").is_file():
+        sim_trained = entry["task"] == TASK and entry.get("variant") == "sim"
+        if sim_trained and entry["algo"] == "ppo" and (folder / "model.zip").is_file():
             return folder
     return None
 
