@@ -8,4 +8,4 @@ PYTHON="${PYTHON:-python3}"
 python -m pip install -q --upgrade pip
 # The CPU build of PyTorch first: an unpinned torch would pull a multi-GB CUDA build.
 python -m pip install -q torch==2.13.0
-python -m pip install -q -e ".[test]"
+python -m pip install -q -e ".[test,ray]"

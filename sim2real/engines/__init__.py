@@ -1,0 +1,1 @@
+"""Engines that run episodes: ``local`` (one process), ``batch`` (mujoco.batch), ``ray``."""
