@@ -6,42 +6,48 @@ with Gymnasium for every built-in task.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sim2real.pairing import describe, make, make_pair, register_tasks
 from sim2real.skewed_env import SkewedEnv
 from sim2real.spec import SkewSpec, SkewSpecError
 from sim2real.tasks import get_task, tasks
 
-if TYPE_CHECKING:
-    from sim2real.randomization import DomainRandomization
-
 __version__ = "0.1.0"
 
+# Heavier pieces load on first use, so that `import sim2real` stays quick: name -> module.
+_LAZY = {
+    "DomainRandomization": "sim2real.randomization",
+    "evaluate_gap": "sim2real.evaluation",
+    "make_vec": "sim2real.engines.vec",
+    "record": "sim2real.remedies.record",
+    "load_logs": "sim2real.remedies.record",
+    "calibrate": "sim2real.remedies.calibration",
+    "Calibration": "sim2real.remedies.calibration",
+    "SkewMonitor": "sim2real.remedies.monitor",
+    "Monitored": "sim2real.remedies.monitor",
+    "envelope": "sim2real.remedies.envelope",
+    "EnvelopeMap": "sim2real.remedies.envelope",
+}
+
 __all__ = [
-    "DomainRandomization",
     "SkewSpec",
     "SkewSpecError",
     "SkewedEnv",
     "describe",
-    "evaluate_gap",
     "get_task",
     "make",
     "make_pair",
     "tasks",
+    *_LAZY,
 ]
 
 register_tasks()
 
 
 def __getattr__(name: str) -> Any:
-    # Heavier pieces load on first use, so that `import sim2real` stays quick.
-    if name == "DomainRandomization":
-        from sim2real.randomization import DomainRandomization
+    if name in _LAZY:
+        import importlib
 
-        return DomainRandomization
-    if name == "evaluate_gap":
-        from sim2real.evaluation import evaluate_gap
-
-        return evaluate_gap
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'sim2real' has no attribute {name!r}")
