@@ -1,0 +1,334 @@
+"""One command-line vocabulary, shared by every ``sim2real`` subcommand.
+
+Each ``add_*`` function adds one option with the same name, meaning and help in
+every command that takes it:
+
+- ``--seeds``: episode seeds as a range or a list (``100-129``, ``0,3,5``, ``0-9,20``),
+  never a count;
+- ``--out``: an output folder with a default, refused up front when it is a file
+  or cannot be written, created only when the run writes into it;
+- ``--resume`` (a flag: continue what ``--out`` already holds), ``--overwrite``,
+  ``--engine local|batch|ray``, ``--no-progress``.
+
+:class:`Progress` shows long work: a tqdm bar on a terminal, and a plain line at
+least every 30 s when stdout is a log. This module imports nothing heavy, so the
+command line rejects bad input before torch, mujoco or gymnasium load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+ENGINES = ("local", "batch", "ray")
+PROGRESS_INTERVAL_S = 30.0
+_SEEDS_HELP = "episode seeds: a range or a list, such as 100-129, 0,3,5 or 0-9,20"
+
+
+def parse_seeds(text: str, *, option: str = "--seeds") -> list[int]:
+    """``"100-129"``, ``"0,3,5"`` or ``"0-9,20"`` -> the seeds, in order.
+
+    Raises:
+        ValueError: naming ``option`` and the text, on an empty, negative, reversed,
+            repeated or non-integer seed, or a bare number (seeds are never a count).
+
+    >>> parse_seeds("0-3,7")
+    [0, 1, 2, 3, 7]
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"{option} must be a string such as 100-129, got {text!r}")
+    if not text.strip():
+        raise ValueError(f"{option} is empty; give a range or a list, such as 100-129 or 0,3,5")
+    if re.fullmatch(r"\s*\d+\s*", text):
+        seed = int(text)
+        raise ValueError(
+            f"{option} {text.strip()!r} is a bare number; seeds are a range or a list, not a "
+            f"count: write {seed}-{seed + 7} for 8 seeds from {seed}, or {seed}-{seed} for "
+            f"seed {seed} alone"
+        )
+    seeds: list[int] = []
+    for part in text.split(","):
+        match = re.fullmatch(r"\s*(-?\d+)\s*(?:-\s*(-?\d+)\s*)?", part)
+        if match is None:
+            raise ValueError(
+                f"{option} {text!r}: {part.strip()!r} is not an integer or a range; "
+                "expected e.g. 100-129, 0,3,5 or 0-9,20"
+            )
+        first, last = int(match.group(1)), int(match.group(2) or match.group(1))
+        if first < 0 or last < 0:
+            raise ValueError(f"{option} {text!r}: seeds must be >= 0, got {part.strip()}")
+        if last < first:
+            raise ValueError(
+                f"{option} {text!r}: range {part.strip()} runs backwards (write {last}-{first})"
+            )
+        seeds.extend(range(first, last + 1))
+    if len(set(seeds)) < len(seeds):
+        repeated = next(s for i, s in enumerate(seeds) if s in seeds[:i])
+        raise ValueError(f"{option} {text!r}: seed {repeated} appears more than once")
+    return seeds
+
+
+def _seeds_type(text: str) -> list[int]:
+    try:
+        return parse_seeds(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error).removeprefix("--seeds ")) from None
+
+
+def check_out(path: str | os.PathLike[str], *, option: str = "--out") -> Path:
+    """An output folder that can be written: an existing folder, or one that can be made.
+
+    Nothing is created here (see :func:`output_folder`).
+
+    Raises:
+        ValueError: when ``path`` is a file, sits below a file, or is not writable.
+    """
+    out = Path(path)
+    if str(path).strip() == "":
+        raise ValueError(f"{option} is empty; give a folder")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{option} {str(out)!r} is a file; give a folder")
+    parent = out.absolute()
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"{option} {str(out)!r}: {str(parent)!r} is a file, not a folder")
+    try:  # the one honest test of writability (os.access lies to root)
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as error:
+        where = "" if parent == out.absolute() else f" (in {str(parent)!r})"
+        raise ValueError(
+            f"{option} {str(out)!r} is not writable{where}: {error.strerror}"
+        ) from None
+    return out
+
+
+def _out_type(text: str) -> Path:
+    try:
+        return check_out(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error).removeprefix("--out ")) from None
+
+
+@contextlib.contextmanager
+def output_folder(path: str | os.PathLike[str] | None) -> Iterator[Path | None]:
+    """Run a command that writes into ``path``; if it fails, remove the folders it created
+    and left empty, so a failed run leaves no empty output folder behind."""
+    if path is None:
+        yield None
+        return
+    out = Path(path)
+    missing: list[Path] = []
+    probe = out
+    while not probe.exists() and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
+    ok = False
+    try:
+        yield out
+        ok = True
+    finally:
+        if not ok:
+            _remove_if_empty(missing)
+
+
+def _remove_if_empty(created: list[Path]) -> None:
+    """Remove ``created`` (deepest first) where it holds nothing but empty folders."""
+    for folder in created:
+        if folder.is_dir() and not any(p.is_file() for p in folder.rglob("*")):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+# ---- the options -------------------------------------------------------------------------
+
+
+def add_seeds(parser: argparse.ArgumentParser, default: str | None, help: str = "") -> None:
+    """``--seeds``: a range or a list of episode seeds, parsed to ``list[int]``."""
+    if default is not None:
+        parse_seeds(default)  # a bad default is a bug in the caller, caught at once
+    parser.add_argument(
+        "--seeds",
+        type=_seeds_type,
+        default=default,
+        metavar="SEEDS",
+        help=help or _SEEDS_HELP,
+    )
+
+
+def add_out(parser: argparse.ArgumentParser, default: str, help: str = "output folder") -> None:
+    """``--out``: an output folder, checked up front (:func:`check_out`), parsed to ``Path``."""
+    parser.add_argument("--out", type=_out_type, default=Path(default), metavar="DIR", help=help)
+
+
+def add_resume(
+    parser: argparse.ArgumentParser,
+    help: str = "continue the run already in --out, reusing what it finished",
+) -> None:
+    """``--resume``: a flag."""
+    parser.add_argument("--resume", action="store_true", help=help)
+
+
+def add_overwrite(
+    parser: argparse.ArgumentParser,
+    help: str = "replace the run already in --out",
+) -> None:
+    """``--overwrite``: a flag."""
+    parser.add_argument("--overwrite", action="store_true", help=help)
+
+
+def add_engine(parser: argparse.ArgumentParser, default: str = "local") -> None:
+    """``--engine local|batch|ray``."""
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default=default,
+        help="where episodes run: local (one process), batch (mujoco.batch), ray (a cluster)",
+    )
+
+
+def add_no_progress(parser: argparse.ArgumentParser) -> None:
+    """``--no-progress``: no bar and no progress lines."""
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress bar or progress lines"
+    )
+
+
+def progress_enabled(args: argparse.Namespace) -> bool | None:
+    """``False`` under ``--no-progress``, else ``None`` (a bar on a terminal, lines in a log)."""
+    return False if getattr(args, "no_progress", False) else None
+
+
+# ---- progress ----------------------------------------------------------------------------
+
+
+class Progress:
+    """Progress of ``total`` units of work: a tqdm bar on a terminal, lines in a log.
+
+    When ``stream`` is not a terminal, a line ``desc: done/total unit (pct), elapsed, left``
+    is printed at least every ``interval_s`` seconds (a background timer, so a slow unit
+    still shows the run is alive) and once at the end.
+
+    Args:
+        total: units of work (episodes, steps); ``None`` when unknown.
+        desc: what is running, e.g. ``"evaluate Hopper"``.
+        unit: the unit's name, plural.
+        enabled: ``False`` shows nothing; ``None`` (default) or ``True`` shows progress.
+        interval_s: seconds between log lines, at most.
+        stream: where progress goes (default ``sys.stdout``).
+        initial: units already done (reused by ``--resume``).
+
+    >>> import io
+    >>> log = io.StringIO()
+    >>> with Progress(4, "demo", unit="episodes", stream=log) as progress:
+    ...     progress.update(4)
+    >>> "demo: 4/4 episodes (100%)" in log.getvalue()
+    True
+    """
+
+    def __init__(
+        self,
+        total: int | None,
+        desc: str,
+        *,
+        unit: str = "episodes",
+        enabled: bool | None = None,
+        interval_s: float = PROGRESS_INTERVAL_S,
+        stream: TextIO | None = None,
+        initial: int = 0,
+    ) -> None:
+        self.total, self.desc, self.unit = total, desc, unit
+        self.done = initial
+        self._initial = initial
+        self._stream = stream if stream is not None else sys.stdout
+        self._interval = interval_s
+        self._started = time.monotonic()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._bar: Any = None
+        self._thread: threading.Thread | None = None
+        self._enabled = enabled is not False
+        if not self._enabled:
+            return
+        if _isatty(self._stream):
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(
+                total=total, desc=desc, unit=unit.rstrip("s"), initial=initial, file=self._stream
+            )
+        else:
+            self._thread = threading.Thread(target=self._heartbeat, daemon=True)
+            self._thread.start()
+
+    def update(self, n: int = 1) -> None:
+        """``n`` more units done."""
+        with self._lock:
+            self.done += n
+        if self._bar is not None:
+            self._bar.update(n)
+
+    def line(self) -> str:
+        """The current state in one line."""
+        elapsed = time.monotonic() - self._started
+        if self.total:
+            share = self.done / self.total
+            text = f"{self.desc}: {self.done}/{self.total} {self.unit} ({share:.0%}), "
+        else:
+            text = f"{self.desc}: {self.done} {self.unit}, "
+        text += f"{_duration(elapsed)} elapsed"
+        fresh = self.done - self._initial
+        if self.total and fresh > 0 and self.done < self.total:
+            left = elapsed / fresh * (self.total - self.done)
+            text += f", about {_duration(left)} left"
+        return text
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(self._interval):
+            self._print()
+
+    def _print(self) -> None:
+        with self._lock:
+            print(self.line(), file=self._stream, flush=True)
+
+    def close(self) -> None:
+        """Stop the timer; print the final line (log) or close the bar (terminal)."""
+        if not self._enabled or self._stop.is_set():
+            return
+        self._stop.set()
+        if self._bar is not None:
+            self._bar.close()
+        else:
+            if self._thread is not None:
+                self._thread.join()
+            self._print()
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
