@@ -18,12 +18,23 @@ Accepted forms:
   and ``action_space``; pass ``VecNormalize`` stats as a ``(model, vecnormalize)`` tuple;
 - any callable ``obs_batch -> action_batch`` (applied as is).
 
+Every built policy is called as ``policy(obs_batch, episode_start=mask)`` (``mask``: one
+bool per row, True on an episode's first observation; ``None``: no episode starts), and
+row ``i`` of every call must be the same sub-env. A plain callable that takes no
+``episode_start`` is adapted (the mask is dropped). A policy trained with a history
+(``metadata.json`` ``history``, see :mod:`sim2real.history`) keeps each row's past
+observations and commands and backfills them at an episode start; a recurrent policy
+(``algo: rppo``, sb3-contrib's RecurrentPPO) keeps each row's LSTM state and zeroes it at
+an episode start. An asymmetric actor-critic (``asymmetric: true``) is evaluated from its
+actor's inputs alone: the critic's input is never computed (zeros are passed in its slot).
+
 ``vecnormalize.pkl`` is a pickle: load only files you trust.
 """
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import pickle
 import re
@@ -36,15 +47,18 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from sim2real.history import History, HistoryBuffer
+
 MODEL_FILE = "model.zip"
 VECNORMALIZE_FILE = "vecnormalize.pkl"
 METADATA_FILE = "metadata.json"
-ALGOS = ("ppo", "sac", "td3", "a2c")
+ALGOS = ("ppo", "sac", "td3", "a2c", "rppo")
+NO_HISTORY = History()
 
 # Schedules saved with a model may not unpickle across versions; inference needs none.
 _CUSTOM_OBJECTS = {"learning_rate": 0.0, "lr_schedule": lambda _: 0.0, "clip_range": lambda _: 0.0}
 
-BatchPolicy = Callable[[np.ndarray], np.ndarray]
+BatchPolicy = Callable[..., np.ndarray]  # (obs_batch, episode_start=None) -> action_batch
 
 
 class PolicyError(ValueError):
@@ -81,6 +95,9 @@ class PolicySource:
             SB3's ``predict``, in this process.
         network_bytes: the same pickled (a network without its optimizers), for a worker.
         function: a callable policy, applied as is.
+        history: the past observations and commands it sees (from ``metadata.json``).
+        recurrent: an LSTM policy (RecurrentPPO): state carried per row.
+        asymmetric: trained with a privileged critic; only the actor's input is given.
     """
 
     label: str
@@ -93,6 +110,9 @@ class PolicySource:
     network: Any = field(default=None, repr=False, compare=False)
     network_bytes: bytes | None = field(default=None, repr=False)
     function: BatchPolicy | None = None
+    history: History = NO_HISTORY
+    recurrent: bool = False
+    asymmetric: bool = False
 
     def build(self, batch_size: int = 1) -> BatchPolicy:
         """The batch policy: deterministic actions, normalization applied.
@@ -103,11 +123,18 @@ class PolicySource:
         of the same size. A callable gets the observations as they are.
         """
         if self.function is not None:
-            return self.function
+            return _with_episode_start(self.function)
         network = self.network
         if network is None:
             network = pickle.loads(self.network_bytes)  # our own bytes, from portable()
-        return _SB3Policy(network, self.normalizer, batch_size)
+        return _SB3Policy(
+            network,
+            self.normalizer,
+            batch_size,
+            history=self.history,
+            recurrent=self.recurrent,
+            asymmetric=self.asymmetric,
+        )
 
     def portable(self) -> PolicySource:
         """A copy that can be sent to a worker process.
@@ -145,6 +172,9 @@ class PolicySource:
             "algo": self.algo,
             "source": self.origin,
             "obs_normalization": self.normalizer is not None,
+            "history": self.history.to_dict(),
+            "recurrent": self.recurrent,
+            "asymmetric": self.asymmetric,
         }
 
 
@@ -162,23 +192,105 @@ def _without_optimizers(network: Any) -> bytes:
             module.optimizer = optimizer
 
 
-class _SB3Policy:
-    """An SB3 policy network as a batch policy: frozen normalization, deterministic actions,
-    batches padded to ``batch_size``."""
+def _with_episode_start(function: Callable[..., np.ndarray]) -> BatchPolicy:
+    """``function`` callable as ``function(obs, episode_start=mask)``; a plain
+    ``obs -> actions`` callable is wrapped and never sees the mask."""
+    try:
+        parameters = inspect.signature(function).parameters
+    except (TypeError, ValueError):  # a builtin without a signature
+        parameters = {}
+    if "episode_start" in parameters or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
+    ):
+        return function
+    return _PlainCallable(function)
 
-    def __init__(self, network: Any, normalizer: ObsNormalizer | None, batch_size: int) -> None:
+
+@dataclass(frozen=True)
+class _PlainCallable:
+    """A stateless ``obs -> actions`` callable; the episode starts do not concern it."""
+
+    function: Callable[[np.ndarray], np.ndarray]
+
+    def __call__(self, obs: np.ndarray, episode_start: np.ndarray | None = None) -> np.ndarray:
+        return self.function(obs)
+
+
+class _SB3Policy:
+    """An SB3 policy network as a batch policy: history replayed, frozen normalization,
+    deterministic actions, batches padded to ``batch_size``, LSTM state kept per row."""
+
+    def __init__(
+        self,
+        network: Any,
+        normalizer: ObsNormalizer | None,
+        batch_size: int,
+        *,
+        history: History = NO_HISTORY,
+        recurrent: bool = False,
+        asymmetric: bool = False,
+    ) -> None:
         self.network = network
         self.normalizer = normalizer
         self.batch_size = batch_size
+        self.recurrent = recurrent
+        self.asymmetric = asymmetric
+        self._critic_shape: tuple[int, ...] | None = None
+        if asymmetric:
+            self._critic_shape = tuple(network.observation_space["critic"].shape)
+        self.buffer: HistoryBuffer | None = None
+        if history.active:
+            actor_space = (
+                network.observation_space["actor"] if asymmetric else network.observation_space
+            )
+            act_dim = int(np.prod(network.action_space.shape))
+            obs_dim = (int(np.prod(actor_space.shape)) - act_dim * history.commands) // (
+                1 + history.observations
+            )
+            self.buffer = HistoryBuffer(history, obs_dim, act_dim)
+        self._state: Any = None  # the LSTM state of every padded row
 
-    def __call__(self, obs: np.ndarray) -> np.ndarray:
+    def __call__(self, obs: np.ndarray, episode_start: np.ndarray | None = None) -> np.ndarray:
+        count = len(obs)
+        starts = np.zeros(count, dtype=bool)
+        if episode_start is not None:
+            starts |= np.asarray(episode_start, dtype=bool).reshape(count)
+        if self.buffer is not None:
+            obs = self.buffer.observe(obs, starts)
         if self.normalizer is not None:
             obs = self.normalizer(obs)
-        count = len(obs)
-        if count < self.batch_size:
-            obs = np.concatenate([obs, np.zeros((self.batch_size - count, *obs.shape[1:]))])
-        actions, _ = self.network.predict(obs, deterministic=True)
-        return actions[:count]
+        rows = max(self.batch_size, count)
+        if count < rows:
+            obs = np.concatenate([obs, np.zeros((rows - count, *obs.shape[1:]))])
+        model_obs: Any = obs
+        if self.asymmetric:
+            model_obs = {"actor": obs, "critic": np.zeros((rows, *self._critic_shape))}
+        if self.recurrent:
+            actions = self._recurrent(model_obs, starts, rows)
+        else:
+            actions, _ = self.network.predict(model_obs, deterministic=True)
+        actions = actions[:count]
+        if self.buffer is not None:
+            self.buffer.record(actions)
+        return actions
+
+    def _recurrent(self, obs: Any, starts: np.ndarray, rows: int) -> np.ndarray:
+        """RecurrentPPO's predict with each row's state; zeroed where an episode starts."""
+        mask = np.ones(rows, dtype=bool)  # rows never seen start afresh
+        if self._state is not None:
+            known = self._state[0].shape[1]
+            mask[: min(known, len(starts))] = starts[:known]
+            if known < rows:
+                self._state = tuple(
+                    np.concatenate([s, np.zeros((s.shape[0], rows - known, s.shape[2]))], axis=1)
+                    for s in self._state
+                )
+            self._state = tuple(s[:, :rows] for s in self._state)
+        mask[: len(starts)] |= starts
+        actions, self._state = self.network.predict(
+            obs, state=self._state, episode_start=mask, deterministic=True
+        )
+        return actions
 
 
 # ---------------------------------------------------------------------- resolving
@@ -279,6 +391,10 @@ def _from_path(path: Path, group: str | None) -> PolicySource:
     normalizer = None
     if stats_file.is_file():
         normalizer = _normalizer(_load_vecnormalize(stats_file), str(stats_file))
+    try:
+        history = History.load(metadata.get("history"))
+    except ValueError as error:
+        raise PolicyError(f"policy {str(path)!r}: {error} ({METADATA_FILE})") from None
     if metadata.get("obs_normalization") and normalizer is None:
         raise PolicyError(
             f"policy {str(path)!r} was trained with observation normalization "
@@ -308,6 +424,9 @@ def _from_path(path: Path, group: str | None) -> PolicySource:
         trained_on=metadata.get("task"),
         normalizer=normalizer,
         network=model.policy,
+        history=history,
+        recurrent=algo == "rppo",
+        asymmetric=bool(metadata.get("asymmetric", False)),
     )
 
 
@@ -346,6 +465,8 @@ def _detect_algo(model_file: Path, metadata: dict[str, Any], data: dict[str, Any
             )
         return str(algo).lower()
     module = str(data.get("policy_class", {}).get("__module__", ""))
+    if module == "sb3_contrib.common.recurrent.policies":
+        return "rppo"
     if module == "stable_baselines3.sac.policies":
         return "sac"
     if module == "stable_baselines3.td3.policies":
@@ -362,7 +483,10 @@ def _load_model(model_file: Path, algo: str | None) -> tuple[Any, str]:
     failures = []
     for name in [algo] if algo is not None else ALGOS:
         try:
-            algo_class = getattr(stable_baselines3, name.upper())
+            if name == "rppo":
+                from sb3_contrib import RecurrentPPO as algo_class
+            else:
+                algo_class = getattr(stable_baselines3, name.upper())
             model = algo_class.load(model_file, device="cpu", custom_objects=_CUSTOM_OBJECTS)
         except Exception as error:
             failures.append(f"{name.upper()}: {error}")
@@ -391,6 +515,8 @@ def _normalizer(stats: Any, what: str) -> ObsNormalizer | None:
     if not getattr(stats, "norm_obs", False):
         return None
     rms = getattr(stats, "obs_rms", None)
+    if isinstance(rms, dict):  # an asymmetric actor-critic: the actor's statistics
+        rms = rms.get("actor")
     if not hasattr(rms, "mean") or not hasattr(rms, "var"):
         raise PolicyError(f"{what} holds no observation statistics (Dict observations?)")
     return ObsNormalizer(
@@ -425,12 +551,20 @@ def check_fits(source: PolicySource, env: gym.Env, probe: np.ndarray) -> None:
     map it to finite actions of the env's action shape.
     """
     obs_shape, action_space = env.observation_space.shape, env.action_space
+    act_dim = int(np.prod(action_space.shape))
+    input_shape = (source.history.size(int(np.prod(obs_shape)), act_dim),)
+    if not source.history.active:
+        input_shape = obs_shape
     model = source.network
     if model is not None:
-        if model.observation_space.shape != obs_shape:
+        model_space = model.observation_space
+        if source.asymmetric:
+            model_space = model_space["actor"]
+        if model_space.shape != input_shape:
             raise PolicyError(
                 f"policy {source.label!r} expects observations of shape "
-                f"{model.observation_space.shape}, the task gives {obs_shape}"
+                f"{model_space.shape}, the task gives {obs_shape}"
+                + (f" ({input_shape} with its history)" if source.history.active else "")
             )
         model_actions = model.action_space
         if model_actions.shape != action_space.shape or not (
@@ -440,13 +574,13 @@ def check_fits(source: PolicySource, env: gym.Env, probe: np.ndarray) -> None:
             raise PolicyError(
                 f"policy {source.label!r} acts in {model_actions}, the task expects {action_space}"
             )
-    if source.normalizer is not None and source.normalizer.mean.shape != obs_shape:
+    if source.normalizer is not None and source.normalizer.mean.shape != input_shape:
         raise PolicyError(
             f"policy {source.label!r}: normalization statistics of shape "
-            f"{source.normalizer.mean.shape} do not fit observations of shape {obs_shape}"
+            f"{source.normalizer.mean.shape} do not fit observations of shape {input_shape}"
         )
     try:
-        actions = np.asarray(source.build()(probe))
+        actions = np.asarray(source.build()(probe, episode_start=np.ones(len(probe), bool)))
     except Exception as error:
         raise PolicyError(
             f"policy {source.label!r} fails on a batch of observations of shape "
