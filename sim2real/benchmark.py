@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from sim2real.cli_options import add_engine
 from sim2real.paths import data_dir
 from sim2real.spec import SkewSpecError, format_validation_error, load_yaml
 from sim2real.tasks import get_task
@@ -94,7 +95,7 @@ def run(
     out: Path,
     *,
     resume: bool = False,
-    workers: int | None = None,
+    engine: str = "local",
     progress: bool | None = None,
 ) -> dict[str, Any]:
     """Evaluate every task of the suite into ``out/<task>/`` and write the suite's table."""
@@ -114,7 +115,7 @@ def run(
             attribution=False,
             out=task_out,
             resume=resume or (task_out / "episodes.jsonl").exists(),
-            workers=workers,
+            engine=engine,
             progress=progress,
             bootstrap_seed=suite.bootstrap_seed,
         )
@@ -233,7 +234,7 @@ def _cli(args: argparse.Namespace) -> int:
     if args.seeds:
         suite.seeds.count = args.seeds
     out = Path(args.out)
-    run(suite, out, resume=args.resume, workers=args.workers)
+    run(suite, out, resume=args.resume, engine=args.engine)
     print((out / RESULTS[1]).read_text())
     print(f"wrote {', '.join(str(out / name) for name in RESULTS)}")
     return 0
@@ -251,7 +252,7 @@ def register_cli(subparsers: Any) -> None:
     parser.add_argument("--out", default="results/benchmark", help="output folder")
     parser.add_argument("--tasks", nargs="+", help="only these tasks of the suite")
     parser.add_argument("--seeds", type=int, help="number of episode seeds (default: the suite's)")
-    parser.add_argument("--workers", type=int, default=None, help="rollout processes")
+    add_engine(parser)
     parser.add_argument(
         "--resume", action="store_true", help="continue the episodes already in --out"
     )

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from sim2real.benchmark import policy_folders
+from sim2real.cli_options import add_engine
 from sim2real.tasks import get_task
 
 SIM_GROUP, DR_GROUP = "sim-trained", "randomization-trained"
@@ -41,7 +42,7 @@ def run(
     seeds: list[int],
     out: Path,
     *,
-    workers: int | None = None,
+    engine: str = "local",
     progress: bool | None = None,
 ) -> Any:
     """Evaluate the shipped policies of ``task`` and print the story; returns the GapReport."""
@@ -69,7 +70,7 @@ def run(
         attribute_by="section",
         out=out,
         resume=(out / "episodes.jsonl").exists(),
-        workers=workers,
+        engine=engine,
         progress=progress,
     )
     elapsed = time.perf_counter() - started
@@ -128,7 +129,7 @@ def _cli(args: argparse.Namespace) -> int:
         raise ValueError(f"--seeds must be a positive integer, got {args.seeds}")
     get_task(args.task)
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
-    run(args.task, seeds, Path(args.out), workers=args.workers)
+    run(args.task, seeds, Path(args.out), engine=args.engine)
     return 0
 
 
@@ -142,5 +143,5 @@ def register_cli(subparsers: Any) -> None:
     parser.add_argument("--seeds", type=int, default=8, help="episode seeds per variant")
     parser.add_argument("--first-seed", type=int, default=100, help="the first episode seed")
     parser.add_argument("--out", default="results/demo", help="folder for the report files")
-    parser.add_argument("--workers", type=int, default=None, help="rollout processes")
+    add_engine(parser)
     parser.set_defaults(func=_cli)

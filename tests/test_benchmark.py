@@ -57,7 +57,7 @@ def test_benchmark_end_to_end_and_resume(tiny_policies: Path, tmp_path: Path, ca
         tasks=[{"task": "InvertedPendulum", "groups": groups}],
     )
     out = tmp_path / "out"
-    status = main(["benchmark", "--suite", str(suite), "--out", str(out), "--workers", "1"])
+    status = main(["benchmark", "--suite", str(suite), "--out", str(out)])
     assert status == 0, capsys.readouterr().err
     table = json.loads((out / "benchmark.json").read_text())
     assert table["schema"] == "sim2real.benchmark/1"

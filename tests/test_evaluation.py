@@ -1,12 +1,9 @@
-"""The gap evaluator end to end: plain-loop returns, attribution, divergence, resume, workers,
+"""The gap evaluator end to end: plain-loop returns, attribution, divergence, resume, engines,
 saved policies and bad input. Small: InvertedPendulum, a few seeds, short episodes."""
 
 from __future__ import annotations
 
 import json
-import multiprocessing
-import os
-import time
 import zipfile
 from pathlib import Path
 
@@ -23,8 +20,6 @@ from sim2real.evaluation.report import VariantInfo
 from sim2real.evaluation.rollout import (
     Episode,
     Lane,
-    Workload,
-    _BackingUpClaimer,
     divergence,
     instability_warnings,
     plan_lanes,
@@ -66,23 +61,6 @@ class Counting:
         return self.policy(obs)
 
 
-class WaitsForAWorker:
-    """``steady``, leaving a file per process that acted; in the calling process it waits,
-    after the input check, until a worker has acted too (however busy the machine)."""
-
-    def __init__(self, folder: Path):
-        self.folder, self.caller, self.calls = folder, os.getpid(), 0
-
-    def __call__(self, obs):
-        (self.folder / str(os.getpid())).touch()
-        self.calls += 1
-        if os.getpid() == self.caller and self.calls > 1:
-            deadline = time.monotonic() + 120
-            while len(list(self.folder.iterdir())) < 2 and time.monotonic() < deadline:
-                time.sleep(0.01)
-        return steady(obs)
-
-
 def plain_loop(env: gym.Env, policy, seed: int) -> float:
     obs, _ = env.reset(seed=seed)
     total = 0.0
@@ -111,7 +89,6 @@ def run(tmp_path_factory) -> tuple[GapReport, Path]:
         real=REAL,
         extra=("harsh", UNSTABLE),
         max_episode_steps=STEPS,
-        workers=1,
         n_envs=3,
         out=out,
         progress=False,
@@ -185,7 +162,6 @@ def test_saved_ppo_with_frozen_normalization_equals_a_plain_loop(saved_ppo):
         real="default",
         attribution=False,
         max_episode_steps=60,
-        workers=1,
         n_envs=1,
         progress=False,
     )
@@ -238,7 +214,6 @@ def test_sampled_attribution_beyond_six_skews_is_efficient():
         real="default",
         permutations=2,
         max_episode_steps=40,
-        workers=1,
         progress=False,
     )
     attribution = report.groups["wobbly"].attribution
@@ -336,7 +311,6 @@ def test_interrupted_evaluation_resumes_without_redoing_episodes(run, tmp_path):
         real=REAL,
         extra=("harsh", UNSTABLE),
         max_episode_steps=STEPS,
-        workers=1,
         out=tmp_path,
         resume=True,
         progress=False,
@@ -359,7 +333,6 @@ def test_interrupted_evaluation_resumes_without_redoing_episodes(run, tmp_path):
         real=REAL,
         extra=("harsh", UNSTABLE),
         max_episode_steps=STEPS,
-        workers=1,
         out=tmp_path,
         resume=True,
         progress=False,
@@ -387,22 +360,6 @@ def test_lanes_give_each_seed_to_exactly_one_sub_env():
     )
 
 
-def test_worker_processes_share_the_episodes_and_agree(tmp_path):
-    kwargs = dict(
-        seeds=range(6),
-        real="default",
-        attribution=False,
-        max_episode_steps=50,
-        n_envs=2,
-        progress=False,
-    )
-    here = sim2real.evaluate_gap(steady, TASK, workers=1, **kwargs)
-    shared = sim2real.evaluate_gap(WaitsForAWorker(tmp_path), TASK, workers=2, **kwargs)
-    assert len(list(tmp_path.iterdir())) == 2  # both processes acted
-    assert [e["return"] for e in shared.episodes] == [e["return"] for e in here.episodes]
-    assert [e["seed"] for e in shared.episodes] == [e["seed"] for e in here.episodes]
-
-
 def test_sb3_results_do_not_depend_on_scheduling(saved_ppo):
     # A network sees padded batches of n_envs observations: its output for one observation
     # is the same whichever observations share its batch, and wherever it sits in it.
@@ -413,7 +370,7 @@ def test_sb3_results_do_not_depend_on_scheduling(saved_ppo):
     assert actions.shape == (6, 1)
     np.testing.assert_array_equal(policy(obs[:2]), actions[:2])
     np.testing.assert_array_equal(policy(obs[::-1]), actions[::-1])
-    # So the worker processes give the same episodes, bit for bit.
+    # So an SB3 policy's episodes do not depend on which lanes run side by side.
     kwargs = dict(
         seeds=range(8),
         real="default",
@@ -422,37 +379,17 @@ def test_sb3_results_do_not_depend_on_scheduling(saved_ppo):
         n_envs=3,
         progress=False,
     )
-    here = sim2real.evaluate_gap(saved_ppo, TASK, workers=1, **kwargs)
-    shared = sim2real.evaluate_gap(saved_ppo, TASK, workers=2, **kwargs)
-    assert shared.episodes == here.episodes
+    here = sim2real.evaluate_gap(saved_ppo, TASK, **kwargs)
+    wide = sim2real.evaluate_gap(saved_ppo, TASK, **{**kwargs, "seeds": range(7, -1, -1)})
+    by_seed = {(e["variant"], e["seed"]): e for e in wide.episodes}
+    assert [by_seed[e["variant"], e["seed"]] for e in here.episodes] == here.episodes
 
 
-def test_the_caller_backs_up_lanes_that_workers_have_not_finished():
-    lanes = (Lane(0, "a", (1, 2)), Lane(0, "a", (3, 4)), Lane(0, "b", (1,)))
-    source = PolicySource("p", "p", "p", None, "callable", function=steady)
-    workload = Workload(TASK, {"a": {}, "b": {}}, (source,), lanes, None, 2)
-    counter = multiprocessing.Value("q", 1)  # a worker has claimed lane 0
-    done = {("p", "a", 1)}  # ... and finished its first episode
-    claim = _BackingUpClaimer(workload, counter, done)
-    assert claim() == lanes[1]
-    assert claim() == lanes[2]
-    done.add(("p", "b", 1))  # lane 2 is this process's own: never backed up
-    assert claim() == Lane(0, "a", (2,))  # the unfinished rest of the worker's lane
-    assert claim() is None
-
-
-def test_an_unpicklable_policy_runs_in_this_process_with_a_warning():
-    with pytest.warns(UserWarning, match="evaluating in this process only"):
-        report = sim2real.evaluate_gap(
-            lambda obs: wobbly(obs),
-            TASK,
-            seeds=[1, 2],
-            attribution=False,
-            max_episode_steps=20,
-            workers=2,
-            progress=False,
+def test_an_unpicklable_policy_is_refused_by_ray_before_any_episode():
+    with pytest.raises(PolicyError, match="cannot be sent to a worker process"):
+        sim2real.evaluate_gap(
+            lambda obs: wobbly(obs), TASK, seeds=[1, 2], engine="ray", progress=False
         )
-    assert len(report.episodes) == 4
 
 
 # ---------------------------------------------------------------------- several policies
@@ -470,7 +407,6 @@ def test_training_seeds_form_a_group_compared_on_common_seeds(saved_ppo, tmp_pat
         seeds=[3, 4],
         attribution=False,
         max_episode_steps=30,
-        workers=1,
         progress=False,
     )
     assert list(report.groups) == ["ppo", "pd"]
@@ -503,12 +439,12 @@ def test_loaded_models_and_predictors(saved_ppo):
         str(saved_ppo / "vecnormalize.pkl"), DummyVecEnv([lambda: gym.make("InvertedPendulum-v5")])
     )
     kwargs = dict(seeds=[1, 2], attribution=False, max_episode_steps=30, progress=False)
-    loaded = sim2real.evaluate_gap((model, stats), TASK, workers=2, **kwargs)
-    from_disk = sim2real.evaluate_gap(saved_ppo, TASK, workers=1, **kwargs)
+    loaded = sim2real.evaluate_gap((model, stats), TASK, **kwargs)
+    from_disk = sim2real.evaluate_gap(saved_ppo, TASK, **kwargs)
     assert [e["return"] for e in loaded.episodes] == [e["return"] for e in from_disk.episodes]
     assert loaded.policies[0]["obs_normalization"] and loaded.policies[0]["algo"] == "ppo"
-    predicted = sim2real.evaluate_gap(Predictor(), TASK, workers=1, **kwargs)
-    plain = sim2real.evaluate_gap(wobbly, TASK, workers=1, **kwargs)
+    predicted = sim2real.evaluate_gap(Predictor(), TASK, **kwargs)
+    plain = sim2real.evaluate_gap(wobbly, TASK, **kwargs)
     assert [e["return"] for e in predicted.episodes] == [e["return"] for e in plain.episodes]
 
 
@@ -536,7 +472,6 @@ def test_algorithm_is_detected_from_the_saved_model(tmp_path):
         seeds=[1],
         real={},
         max_episode_steps=5,
-        workers=1,
         progress=False,
     )
     assert len(report.episodes) == 2  # a real variant without skews shares sim's episodes
@@ -569,13 +504,13 @@ def bad_inputs(saved_ppo: Path, tmp_path: Path) -> list[tuple[dict, type, str]]:
         ({"extra": ["harsh", "stormy"]}, SkewSpecError, "allowed: default, harsh"),
         ({"real": {"dynamics": {"friction": 2}}}, SkewSpecError, "unknown skew field"),
         ({"task": "Hoper"}, SkewSpecError, "unknown task 'Hoper'"),
-        ({"workers": 0}, ValueError, "workers must be a positive integer"),
+        ({"engine": "warp"}, ValueError, "engine must be one of local, batch, ray, got 'warp'"),
     ]
 
 
 def test_bad_input_is_refused_before_any_episode(saved_ppo, tmp_path):
     for override, error, message in bad_inputs(saved_ppo, tmp_path):
-        arguments = {"policy": wobbly, "task": TASK, "seeds": [1], "workers": 1, **override}
+        arguments = {"policy": wobbly, "task": TASK, "seeds": [1], **override}
         out = tmp_path / "out"
         with pytest.raises(error, match=message):
             sim2real.evaluate_gap(**arguments, out=out, progress=False)
@@ -584,7 +519,7 @@ def test_bad_input_is_refused_before_any_episode(saved_ppo, tmp_path):
 
 def test_command_line(saved_ppo, tmp_path, capsys):
     out = tmp_path / "gap"
-    common = ["evaluate", "--task", TASK, "--workers", "1", "--no-progress"]
+    common = ["evaluate", "--task", TASK, "--no-progress"]
     status = main(
         [
             *common,

@@ -7,6 +7,8 @@ import re
 import sys
 from pathlib import Path
 
+from sim2real.cli_options import add_engine
+
 EXAMPLE = """example:
   sim2real evaluate --policy policies/Hopper/sim/seed0 policies/Hopper/sim/seed1 \\
       policies/Hopper/dr/seed0 policies/Hopper/dr/seed1 --task Hopper --seeds 100-129 \\
@@ -64,7 +66,7 @@ def _run(args: argparse.Namespace) -> int:
             attribute_by=args.attribute_by,
             permutations=args.permutations,
             max_episode_steps=args.max_episode_steps,
-            workers=args.workers,
+            engine=args.engine,
             n_envs=args.n_envs,
             out=args.out,
             resume=args.resume,
@@ -114,13 +116,10 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--resume", action="store_true", help="continue the episodes already in --out"
     )
+    add_engine(parser)
     parser.add_argument(
-        "--workers",
-        type=int,
-        default=None,
-        help="processes, this one included; workers use idle CPU only (default: 2)",
+        "--n-envs", type=int, default=32, help="sub-envs side by side (default: 32)"
     )
-    parser.add_argument("--n-envs", type=int, default=32, help="sub-envs per process (default: 32)")
     parser.add_argument(
         "--no-attribution", action="store_true", help="skip the per-skew attribution"
     )

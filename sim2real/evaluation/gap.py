@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,6 +15,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import sim2real
+from sim2real.engines import Engine, Episode, Workload, check_engine, make_env, plan_lanes
+from sim2real.engines import run_workload as run_on_engine
 from sim2real.evaluation.analysis import AttributionPlan, Settings, return_table, summarize_group
 from sim2real.evaluation.attribution import (
     EXACT_MAX_SKEWS,
@@ -24,21 +24,12 @@ from sim2real.evaluation.attribution import (
     sample_permutations,
 )
 from sim2real.evaluation.policy import (
-    PolicyError,
     PolicySource,
     check_fits,
     group_of,
     resolve_policies,
 )
 from sim2real.evaluation.report import GapReport, VariantInfo
-from sim2real.evaluation.rollout import (
-    Episode,
-    WorkerPool,
-    Workload,
-    make_env,
-    plan_lanes,
-    run_workload,
-)
 from sim2real.evaluation.stats import CONFIDENCE, RESAMPLES
 from sim2real.evaluation.store import EpisodeStore
 from sim2real.pairing import SpecSource, resolve_spec
@@ -61,7 +52,7 @@ def evaluate_gap(
     attribute_by: str = "skew",
     permutations: int = DEFAULT_PERMUTATIONS,
     max_episode_steps: int | None = None,
-    workers: int | None = None,
+    engine: str | Engine = "local",
     n_envs: int = 32,
     out: str | Path | None = None,
     resume: bool = False,
@@ -101,9 +92,11 @@ def evaluate_gap(
             fewer coalitions to run, and exact Shapley values).
         permutations: permutations sampled for Shapley values beyond that.
         max_episode_steps: shorter episodes than the task's own time limit.
-        workers: processes sharing the episodes (this one included); default
-            ``min(2, cpu count)``.
-        n_envs: sub-envs stepped side by side in each process.
+        engine: what runs the episodes: ``"local"`` (this process, the default),
+            ``"batch"`` (the built-in tasks over ``mujoco.batch``), ``"ray"`` (shards on
+            a Ray cluster: ``RAY_ADDRESS``, else a local one), or an engine object. The
+            same seeds give the same episodes on every engine.
+        n_envs: sub-envs stepped side by side (per shard on ``ray``).
         out: a folder for ``episodes.jsonl`` (written as episodes finish) and, at
             the end, ``report.json``, ``report.md`` and the plots.
         resume: continue the episodes already in ``out`` instead of refusing it.
@@ -125,8 +118,7 @@ def evaluate_gap(
         raise ValueError(
             f"attribute_by must be one of {', '.join(ATTRIBUTE_BY)}, got {attribute_by!r}"
         )
-    workers = min(2, os.cpu_count() or 1) if workers is None else workers
-    _check_counts(workers=workers)
+    engine = check_engine(engine)
     builtin = _builtin_task(task)
     seed_list = _seed_list(seeds)
     variants, specs = _variants(builtin, real, extra)
@@ -136,20 +128,17 @@ def evaluate_gap(
     if plan is not None:
         variants += _subset_variants(variants[1], plan, specs)
     setup = _Setup(task, seed_list, variants, specs, max_episode_steps)
-    # Workers start now, and get ready while policies are loaded and checked here.
-    with WorkerPool(workers - 1) if workers > 1 else nullcontext() as pool:
-        sources = resolve_policies(policy)
-        _check_policies(sources, task, builtin, seed_list, max_episode_steps)
-        shipped = _portable(sources) if pool is not None else sources
-        if shipped is None:
-            pool.close()
-            pool, shipped = None, sources
-        header = {"task": task, "max_episode_steps": max_episode_steps}
-        store = EpisodeStore(Path(out) if out is not None else None, header, resume=resume)
-        try:
-            _run_pending(setup, sources, shipped, store, pool, n_envs, progress)
-        finally:
-            store.close()
+    sources = resolve_policies(policy)
+    _check_policies(sources, task, builtin, seed_list, max_episode_steps)
+    # Other processes rebuild policies from bytes; an unpicklable callable is refused here.
+    in_process = isinstance(engine, str) and engine in ("local", "batch")
+    shipped = sources if in_process else [s.portable() for s in sources]
+    header = {"task": task, "max_episode_steps": max_episode_steps}
+    store = EpisodeStore(Path(out) if out is not None else None, header, resume=resume)
+    try:
+        _run_pending(setup, sources, shipped, store, engine, n_envs, progress)
+    finally:
+        store.close()
 
     settings = Settings(confidence, bootstrap_resamples, bootstrap_seed)
     report = _report(setup, sources, plan, store, settings)
@@ -294,16 +283,6 @@ def _check_policies(
         env.close()
 
 
-def _portable(sources: list[PolicySource]) -> list[PolicySource] | None:
-    """Sources that worker processes can rebuild; ``None`` (with a warning) when some cannot
-    be sent to them."""
-    try:
-        return [s.portable() for s in sources]
-    except PolicyError as error:
-        warnings.warn(f"{error}; evaluating in this process only", stacklevel=3)
-        return None
-
-
 # ---------------------------------------------------------------------- running
 @dataclass(frozen=True)
 class _Setup:
@@ -321,13 +300,14 @@ def _run_pending(
     sources: Sequence[PolicySource],
     shipped: Sequence[PolicySource],
     store: EpisodeStore,
-    pool: WorkerPool | None,
+    engine: str | Engine,
     n_envs: int,
     progress: bool | None,
 ) -> None:
-    """Run every episode not yet in ``store``; each goes to ``store`` as it finishes.
+    """Run every episode not yet in ``store`` on ``engine``; each goes to ``store`` as it
+    finishes.
 
-    ``shipped`` are ``sources`` as sent to the workers of ``pool``.
+    ``shipped`` are ``sources`` as the engine receives them (portable for another process).
     """
     first: dict[str, int] = {}  # one run per distinct policy ...
     for index, source in enumerate(sources):
@@ -337,10 +317,10 @@ def _run_pending(
     jobs = [job for job in wanted if (sources[job[0]].identity, job[1], job[2]) not in store]
     if not jobs:
         return
-    processes = 1 + (len(pool.processes) if pool is not None else 0)
     # Lanes of up to 8 seeds, at least 4 per sub-env where there is enough work, so that
-    # the processes finish together.
-    lanes = plan_lanes(jobs, int(np.clip(len(jobs) // (4 * processes * n_envs), 1, 8)))
+    # the sub-envs (and the shards of an engine that shards) finish together. Which lane an
+    # episode falls in never changes its result.
+    lanes = plan_lanes(jobs, int(np.clip(len(jobs) // (4 * n_envs), 1, 8)))
     workload = Workload(
         task=setup.task,
         specs={key: setup.specs[key].to_dict() for key in keys},
@@ -349,7 +329,8 @@ def _run_pending(
         max_episode_steps=setup.max_episode_steps,
         n_envs=n_envs,
     )
-    built = {i: sources[i].build(n_envs) for i in first.values()}  # this process's copies
+    # This process's copies, for the local engine (the others build their own).
+    built = {i: sources[i].build(n_envs) for i in first.values()} if engine == "local" else None
     bar = tqdm(
         total=len(wanted),
         initial=len(wanted) - len(jobs),
@@ -359,11 +340,13 @@ def _run_pending(
     )
 
     def emit(episode: Episode) -> None:
+        if episode.key in store:  # never counted twice, whatever the engine
+            return
         store.add(episode)
         bar.update()
 
     try:
-        run_workload(workload, emit, pool=pool, policies=built)
+        run_on_engine(workload, engine=engine, on_episode=emit, policies=built)
     finally:
         bar.close()
 
