@@ -14,7 +14,6 @@ it: raw return of deterministic actions on fresh sim episodes, statistics frozen
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import platform
@@ -382,48 +381,10 @@ def evaluate_sim_return(run_dir: Path, seeds: Iterable[int] = range(1000, 1010))
     return returns
 
 
-def train_from_args(args: argparse.Namespace) -> Path:
-    """:func:`train` with the options of :func:`add_train_arguments`."""
-    return train(
-        args.task,
-        args.algo,
-        seed=args.seed,
-        timesteps=args.timesteps,
-        out=args.out,
-        randomization=args.randomization,
-        config=args.config,
-        resume=args.resume,
-        progress=not args.no_progress,
-    )
-
-
-def _run_cli(args: argparse.Namespace) -> int:
-    """Handler of ``sim2real train``."""
-    out = train_from_args(args)
-    print(f"trained {args.task} {args.algo} seed {args.seed} -> {out}")
-    return 0
-
-
-def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``train`` options, shared by the CLI and ``scripts/train_policy.py``."""
-    parser.add_argument("--task", required=True, help=f"one of {', '.join(tasks())}")
-    parser.add_argument("--algo", default="ppo", help=f"one of {', '.join(ALGOS)} (default ppo)")
-    parser.add_argument("--randomization", type=Path, help="randomization spec YAML (DR training)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--timesteps", type=int, help="total env steps (default: from config)")
-    parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--resume", type=Path, help="checkpoint zip to continue from")
-    parser.add_argument("--config", type=Path, help="hyperparameter YAML (default: shipped)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def register_cli(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``train`` subcommand."""
-    parser = subparsers.add_parser(
-        "train",
-        help="train a policy on the sim variant (optionally with domain randomization)",
-        description="Train a Stable-Baselines3 policy; writes model.zip, vecnormalize.pkl, "
-        "metadata.json, tb/ and checkpoints/ into --out.",
-    )
-    add_train_arguments(parser)
-    parser.set_defaults(func=_run_cli)
+# The command line (``sim2real train``) lives in sim2real.training_cli, which loads this module
+# only when training starts; these names stay importable from here.
+from sim2real.training_cli import (  # noqa: E402, F401
+    add_train_arguments,
+    register_cli,
+    train_from_args,
+)
