@@ -15,9 +15,18 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
-from sim2real.cli_options import add_engine
+from sim2real.cli_options import (
+    add_engine,
+    add_no_progress,
+    add_out,
+    add_overwrite,
+    add_resume,
+    add_seeds,
+    check_resume,
+    progress_enabled,
+)
 from sim2real.paths import data_dir
 from sim2real.spec import SkewSpecError, format_validation_error, load_yaml
 from sim2real.tasks import get_task
@@ -47,10 +56,19 @@ class Suite(BaseModel):
     extra: list[str] = []
     bootstrap_seed: int = 0
     tasks: list[_TaskEntry] = Field(min_length=1)
+    _seed_override: list[int] | None = PrivateAttr(default=None)  # benchmark --seeds
 
     @property
     def seed_list(self) -> list[int]:
+        if self._seed_override is not None:
+            return list(self._seed_override)
         return list(range(self.seeds.start, self.seeds.start + self.seeds.count))
+
+    def with_seeds(self, seeds: list[int]) -> Suite:
+        """The same suite on other episode seeds."""
+        suite = self.model_copy(deep=True)
+        suite._seed_override = list(seeds)
+        return suite
 
 
 def load_suite(path: str | Path | None, tasks: list[str] | None = None) -> Suite:
@@ -231,10 +249,15 @@ def _plot(rows: list[dict[str, Any]], variants: list[str], path: Path) -> None:
 
 def _cli(args: argparse.Namespace) -> int:
     suite = load_suite(args.suite, args.tasks)
-    if args.seeds:
-        suite.seeds.count = args.seeds
+    if args.seeds is not None:
+        suite = suite.with_seeds(args.seeds)
     out = Path(args.out)
-    run(suite, out, resume=args.resume, engine=args.engine)
+    existing = [e.task for e in suite.tasks if (out / e.task / "episodes.jsonl").is_file()]
+    check_resume(out, existing, resume=args.resume, overwrite=args.overwrite)
+    if args.overwrite:
+        for task in existing:
+            (out / task / "episodes.jsonl").unlink()
+    run(suite, out, resume=args.resume, engine=args.engine, progress=progress_enabled(args))
     print((out / RESULTS[1]).read_text())
     print(f"wrote {', '.join(str(out / name) for name in RESULTS)}")
     return 0
@@ -249,11 +272,11 @@ def register_cli(subparsers: Any) -> None:
     parser.add_argument(
         "--suite", default=None, help=f"suite YAML (default: configs/{DEFAULT_SUITE})"
     )
-    parser.add_argument("--out", default="results/benchmark", help="output folder")
+    add_out(parser, "results/benchmark", help="output folder: one folder per task, and tables")
     parser.add_argument("--tasks", nargs="+", help="only these tasks of the suite")
-    parser.add_argument("--seeds", type=int, help="number of episode seeds (default: the suite's)")
+    add_seeds(parser, None, help="episode seeds, such as 100-129 (default: the suite's)")
     add_engine(parser)
-    parser.add_argument(
-        "--resume", action="store_true", help="continue the episodes already in --out"
-    )
+    add_resume(parser, help="continue the episodes already in --out (says how many it reused)")
+    add_overwrite(parser, help="discard the episodes already in --out")
+    add_no_progress(parser)
     parser.set_defaults(func=_cli)

@@ -38,7 +38,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
-        if "%(default)" in text or "default:" in text or action.default in (None, False):
+        if "%(default)" in text or "default:" in text or action.default in (None, False, [], ()):
             return text  # no default to show, or the help says it already
         return super()._get_help_string(action)
 

@@ -150,6 +150,40 @@ def _remove_if_empty(created: list[Path]) -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: an integer > 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def probability(text: str) -> float:
+    """An argparse type: a number strictly between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be strictly between 0 and 1, got {text}")
+    return value
+
+
+def check_resume(out: Path, existing: list[str], *, resume: bool, overwrite: bool = False) -> None:
+    """Refuse to run into ``out`` when it already holds results (``existing``, named in the
+    message) unless ``--resume`` or ``--overwrite`` says what to do with them."""
+    if resume and overwrite:
+        raise ValueError("--resume and --overwrite exclude each other: continue or replace")
+    if existing and not (resume or overwrite):
+        raise ValueError(
+            f"--out {str(out)!r} already holds results ({', '.join(existing)}); add --resume "
+            "to continue them or --overwrite to discard them"
+        )
+
+
 # ---- the options -------------------------------------------------------------------------
 
 

@@ -1,6 +1,6 @@
 """The demo: the whole loop on shipped policies, in a few minutes on two cores.
 
-``sim2real demo [--task HalfCheetah] [--seeds 8] [--out results/demo]``
+``sim2real demo [--task HalfCheetah] [--seeds 100-107] [--out results/demo]``
 
 1. *Verify*: the sim-trained policies are competent on fresh sim episodes.
 2. *Characterise*: the same policies on the real variant (the task's ``default``
@@ -22,7 +22,16 @@ from pathlib import Path
 from typing import Any
 
 from sim2real.benchmark import policy_folders
-from sim2real.cli_options import add_engine
+from sim2real.cli_options import (
+    add_engine,
+    add_no_progress,
+    add_out,
+    add_overwrite,
+    add_resume,
+    add_seeds,
+    check_resume,
+    progress_enabled,
+)
 from sim2real.tasks import get_task
 
 SIM_GROUP, DR_GROUP = "sim-trained", "randomization-trained"
@@ -125,11 +134,19 @@ def _percent(estimate: Any) -> str:
 
 
 def _cli(args: argparse.Namespace) -> int:
-    if args.seeds < 1:
-        raise ValueError(f"--seeds must be a positive integer, got {args.seeds}")
     get_task(args.task)
-    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
-    run(args.task, seeds, Path(args.out), engine=args.engine)
+    shipped_groups(args.task)  # no shipped policy: refused before any work
+    out = Path(args.out)
+    episodes = out / "episodes.jsonl"
+    check_resume(
+        out,
+        ["episodes.jsonl"] if episodes.is_file() else [],
+        resume=args.resume,
+        overwrite=args.overwrite,
+    )
+    if args.overwrite:
+        episodes.unlink(missing_ok=True)
+    run(args.task, args.seeds, out, engine=args.engine, progress=progress_enabled(args))
     return 0
 
 
@@ -140,8 +157,10 @@ def register_cli(subparsers: Any) -> None:
         description=__doc__.splitlines()[0],
     )
     parser.add_argument("--task", default="HalfCheetah", help="a task with shipped policies")
-    parser.add_argument("--seeds", type=int, default=8, help="episode seeds per variant")
-    parser.add_argument("--first-seed", type=int, default=100, help="the first episode seed")
-    parser.add_argument("--out", default="results/demo", help="folder for the report files")
+    add_seeds(parser, "100-107")
+    add_out(parser, "results/demo", help="folder for the report files")
     add_engine(parser)
+    add_resume(parser, help="continue the episodes already in --out (says how many it reused)")
+    add_overwrite(parser, help="discard the episodes already in --out")
+    add_no_progress(parser)
     parser.set_defaults(func=_cli)

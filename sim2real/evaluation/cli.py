@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
-from sim2real.cli_options import add_engine
+from sim2real.cli_options import (
+    add_engine,
+    add_no_progress,
+    add_out,
+    add_resume,
+    add_seeds,
+    parse_seeds,
+    positive_int,
+    probability,
+    progress_enabled,
+)
+
+__all__ = ["parse_seeds", "register_cli"]
+
+DEFAULT_OUT = "results/evaluate"
 
 EXAMPLE = """example:
   sim2real evaluate --policy policies/Hopper/sim/seed0 policies/Hopper/sim/seed1 \\
@@ -19,22 +32,6 @@ configuration); name groups yourself with NAME=PATH. Episodes are written to
 OUT/episodes.jsonl as they finish (--resume continues an interrupted run), then
 OUT/report.json (schema sim2real.gap_report/1), report.md, returns.png and
 attribution.png."""
-
-
-def parse_seeds(text: str) -> list[int]:
-    """``"100-129"`` or ``"1,2,5-7"`` -> the seeds, in order."""
-    seeds: list[int] = []
-    for part in text.split(","):
-        match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
-        if match is None:
-            raise ValueError(
-                f"--seeds {text!r}: expected integers and ranges such as 100-129 or 1,2,5-7"
-            )
-        first, last = int(match.group(1)), int(match.group(2) or match.group(1))
-        if last < first:
-            raise ValueError(f"--seeds {text!r}: range {part.strip()} runs backwards")
-        seeds.extend(range(first, last + 1))
-    return seeds
 
 
 def _policies(items: list[str]) -> list[str] | dict[str, list[str]]:
@@ -52,14 +49,45 @@ def _policies(items: list[str]) -> list[str] | dict[str, list[str]]:
     return groups
 
 
+def check_variant(task: str, variant: str, option: str) -> None:
+    """A preset name of ``task`` or a YAML spec that loads; else a one-line ``ValueError``."""
+    from sim2real.spec import SkewSpec
+    from sim2real.tasks import get_task
+
+    if variant.endswith((".yaml", ".yml")) or "/" in variant or Path(variant).is_file():
+        if not Path(variant).is_file():
+            raise ValueError(f"{option} {variant!r}: no such spec file")
+        SkewSpec.load(variant)
+        return
+    try:
+        get_task(task).preset(variant)
+    except (KeyError, ValueError) as error:
+        raise ValueError(f"{option} {variant!r}: {error}") from None
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """The cheap checks, before the evaluator's heavy imports: task, policies, variants."""
+    from sim2real.tasks import get_task
+
+    get_task(args.task)
+    for item in args.policy:
+        path = item.partition("=")[2] if "=" in item and not Path(item).exists() else item
+        if not Path(path).exists():
+            raise ValueError(f"--policy {path!r}: no such file or folder")
+    check_variant(args.task, args.real, "--real")
+    for extra in args.extra:
+        check_variant(args.task, extra, "--extra")
+
+
 def _run(args: argparse.Namespace) -> int:
+    check_args(args)
     from sim2real.evaluation.gap import evaluate_gap
 
     try:
         report = evaluate_gap(
             _policies(args.policy),
             args.task,
-            seeds=parse_seeds(args.seeds),
+            seeds=args.seeds,
             real=args.real,
             extra=tuple(args.extra),
             attribution=not args.no_attribution,
@@ -70,7 +98,7 @@ def _run(args: argparse.Namespace) -> int:
             n_envs=args.n_envs,
             out=args.out,
             resume=args.resume,
-            progress=False if args.no_progress else None,
+            progress=progress_enabled(args),
             confidence=args.confidence,
             bootstrap_resamples=args.bootstrap_resamples,
         )
@@ -91,11 +119,10 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "evaluate",
         help="measure a policy's sim-to-real gap, with intervals and per-skew attribution",
-        description="Run policies on the sim and real variants of a task with common seeds; "
-        "report returns, the gap (sim - real) with bootstrap intervals, and its attribution "
+        description="Run policies on the sim and real variants of a task with common seeds;\n"
+        "report returns, the gap (sim - real) with bootstrap intervals, and its attribution\n"
         "to each skew of the real variant (Shapley values).",
         epilog=EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--policy",
@@ -105,21 +132,17 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
         help="training output folders (model.zip, vecnormalize.pkl, metadata.json) or .zip files",
     )
     parser.add_argument("--task", required=True, help="a built-in task (see `sim2real list`)")
-    parser.add_argument("--seeds", default="100-129", help="episode seeds (default: 100-129)")
+    add_seeds(parser, "100-129")
     parser.add_argument(
         "--real", default="default", help="real variant: a preset name or a YAML spec"
     )
     parser.add_argument(
         "--extra", nargs="*", default=[], metavar="SPEC", help="more variants (e.g. harsh)"
     )
-    parser.add_argument("--out", required=True, type=Path, help="output folder")
-    parser.add_argument(
-        "--resume", action="store_true", help="continue the episodes already in --out"
-    )
+    add_out(parser, DEFAULT_OUT, help="output folder: episodes.jsonl, report.json, report.md")
+    add_resume(parser, help="continue the episodes already in --out (says how many it reused)")
     add_engine(parser)
-    parser.add_argument(
-        "--n-envs", type=int, default=32, help="sub-envs side by side (default: 32)"
-    )
+    parser.add_argument("--n-envs", type=positive_int, default=32, help="sub-envs side by side")
     parser.add_argument(
         "--no-attribution", action="store_true", help="skip the per-skew attribution"
     )
@@ -127,20 +150,28 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
         "--attribute-by",
         choices=("skew", "section"),
         default="skew",
-        help="attribute the gap to each skew, or to each section of skews (default: skew)",
+        help="attribute the gap to each skew, or to each section of skews",
     )
     parser.add_argument(
         "--permutations",
-        type=int,
+        type=positive_int,
         default=16,
-        help="sampled Shapley permutations beyond 6 skews (default: 16)",
+        help="sampled Shapley permutations beyond 6 skews",
     )
     parser.add_argument(
-        "--max-episode-steps", type=int, default=None, help="shorter episodes, for a quick look"
+        "--max-episode-steps",
+        type=positive_int,
+        default=None,
+        help="shorter episodes, for a quick look",
     )
-    parser.add_argument("--confidence", type=float, default=0.95, help="interval coverage")
     parser.add_argument(
-        "--bootstrap-resamples", type=int, default=2000, help="resamples per bootstrap level"
+        "--confidence", type=probability, default=0.95, help="interval coverage, in (0, 1)"
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--bootstrap-resamples",
+        type=positive_int,
+        default=2000,
+        help="resamples per bootstrap level",
+    )
+    add_no_progress(parser)
     parser.set_defaults(func=_run)
