@@ -165,6 +165,11 @@ def _builtin_task(task: str) -> Task | None:
 def _seed_list(seeds: Iterable[int]) -> list[int]:
     if isinstance(seeds, (str, bytes)):
         raise ValueError(f"seeds must be integers (e.g. range(100, 130)), got {seeds!r}")
+    if not isinstance(seeds, Iterable):  # evaluate_gap(seeds=5): not a count of episodes
+        raise ValueError(
+            f"seeds must be an iterable of episode seeds, such as range(100, 130) or "
+            f"[0, 3, 5], got {seeds!r}; for {seeds!r} episodes write range({seeds!r})"
+        )
     result = list(seeds)
     if not result:
         raise ValueError("seeds is empty; give at least one seed, e.g. range(100, 130)")
