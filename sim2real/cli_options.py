@@ -284,7 +284,7 @@ class Progress:
         self.total, self.desc, self.unit = total, desc, unit
         self.done = initial
         self._initial = initial
-        self._stream = stream if stream is not None else sys.stdout
+        self.stream = stream if stream is not None else sys.stdout
         self._interval = interval_s
         self._started = time.monotonic()
         self._lock = threading.Lock()
@@ -294,11 +294,11 @@ class Progress:
         self._enabled = enabled is not False
         if not self._enabled:
             return
-        if _isatty(self._stream):
+        if _isatty(self.stream):
             from tqdm.auto import tqdm
 
             self._bar = tqdm(
-                total=total, desc=desc, unit=unit.rstrip("s"), initial=initial, file=self._stream
+                total=total, desc=desc, unit=unit.rstrip("s"), initial=initial, file=self.stream
             )
         else:
             self._thread = threading.Thread(target=self._heartbeat, daemon=True)
@@ -332,7 +332,7 @@ class Progress:
 
     def _print(self) -> None:
         with self._lock:
-            print(self.line(), file=self._stream, flush=True)
+            print(self.line(), file=self.stream, flush=True)
 
     def close(self) -> None:
         """Stop the timer; print the final line (log) or close the bar (terminal)."""
@@ -351,6 +351,25 @@ class Progress:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def progress_bar(
+    *,
+    total: int | None,
+    desc: str,
+    initial: int = 0,
+    unit: str = "episode",
+    disable: bool | None = None,
+) -> Progress:
+    """A :class:`Progress` called like ``tqdm`` (``disable=None``: a bar on a terminal, lines
+    in a log; ``True``: nothing). With ``initial`` units done already, says how many were
+    reused, e.g. ``evaluate Hopper: --resume reused 40 of 120 episodes``."""
+    units = unit if unit.endswith("s") else f"{unit}s"
+    progress = Progress(total, desc, unit=units, enabled=not disable, initial=initial)
+    if initial and not disable:
+        of = f" of {total}" if total else ""
+        print(f"{desc}: --resume reused {initial}{of} {units}", file=progress.stream, flush=True)
+    return progress
 
 
 def _isatty(stream: TextIO) -> bool:
