@@ -12,6 +12,7 @@ once, in the calling process, as it ends. Every engine calls a policy as
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -55,12 +56,20 @@ __all__ = [
 ]
 
 
+# What an engine needs installed beyond the core, and how to get it.
+_NEEDS = {"ray": ("ray", "pip install 'sim2real[ray]'")}
+
+
 def check_engine(engine: str | Engine) -> str | Engine:
-    """``engine`` if it names a registered engine or is an engine object, else a
-    ``ValueError`` in one line listing the allowed names."""
+    """``engine`` if it names an available engine or is an engine object, else a
+    ``ValueError`` in one line listing the allowed names (or what to install)."""
     if isinstance(engine, str):
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+        module = ENGINES[engine].split(":")[0]
+        needed, remedy = _NEEDS.get(engine, (module, "it is not part of this installation"))
+        if importlib.util.find_spec(needed) is None:
+            raise ValueError(f"engine {engine!r} is not available: {remedy}")
         return engine
     if callable(getattr(engine, "run", None)):
         return engine
