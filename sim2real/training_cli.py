@@ -31,7 +31,23 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     add_resume(parser, help="continue the run in --out from its latest checkpoint")
     add_overwrite(parser, help="replace the run already in --out")
     parser.add_argument("--config", type=Path, help="hyperparameter YAML (default: shipped)")
+    add_robustify_arguments(parser)
     add_no_progress(parser)
+
+
+def add_robustify_arguments(parser: argparse.ArgumentParser) -> None:
+    """History, asymmetric critic, ADR and warm start (sim2real.training.train)."""
+    parser.add_argument(
+        "--history", type=int, help="the actor also sees its last K commands (default: config)"
+    )
+    parser.add_argument(
+        "--asymmetric",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the critic also sees the true state and the episode's skews (default: config)",
+    )
+    parser.add_argument("--adr", type=Path, help="ADR config YAML, e.g. configs/adr/hopper.yaml")
+    parser.add_argument("--init-from", type=Path, help="a trained policy folder to warm start from")
 
 
 def latest_checkpoint(out: Path) -> Path | None:
@@ -104,6 +120,10 @@ def train_from_args(args: argparse.Namespace) -> Path:
         config=args.config,
         resume=checkpoint,
         progress=not args.no_progress,
+        history=getattr(args, "history", None),
+        asymmetric=getattr(args, "asymmetric", None),
+        adr=getattr(args, "adr", None),
+        init_from=getattr(args, "init_from", None),
     )
 
 
