@@ -109,11 +109,10 @@ def shard_bounds(lanes: Sequence[Lane], count: int) -> list[tuple[int, int]]:
     bounds, start, running = [], 0, 0
     for index, size in enumerate(sizes):
         running += size
-        if running * count >= total * (len(bounds) + 1):
+        shards_after = count - len(bounds) - 1  # shards still to cut after this one
+        if running * count >= total * (len(bounds) + 1) or len(lanes) - index - 1 <= shards_after:
             bounds.append((start, index + 1))
             start = index + 1
-    if start < len(lanes):
-        bounds.append((start, len(lanes)))
     return bounds
 
 
