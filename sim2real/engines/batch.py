@@ -12,7 +12,7 @@ DESIGN.md section 3 per simulation, equal to the local pipeline
   control step in the segments of :func:`sim2real.skews.step_segments`;
 - actuation noise and deadband, sensor bias, noise and dropout, from the same
   per-episode generators (``SeedSequence(seed).spawn``, in the order of
-  :data:`sim2real.skewed_env.STREAMS`) and the same 256-row blocks as the local
+  :data:`STREAM_INDEX`) and the same 256-row blocks as the local
   engine;
 - reset noise from the task's own ``np_random`` calls
   (:mod:`sim2real.engines.batch_tasks`).
@@ -44,12 +44,36 @@ from sim2real.engines.base import (
     with_episode_start,
 )
 from sim2real.engines.batch_tasks import State, TaskKernel, kernel_for
-from sim2real.skewed_env import STREAMS
 from sim2real.skews import ActionLatency, ObservationLatency, step_segments
 from sim2real.skews.sensing import per_dimension
 from sim2real.spec import SkewSpec
 
 _BLOCK = 256  # rows per generator call, as sim2real.skews.streams
+# The spawn index of each random stream from the reset's SeedSequence: fixed forever, the
+# same as the local pipeline's (sim2real.skewed_env.STREAMS, sim2real.skews.pipeline.STREAMS).
+STREAM_INDEX = {
+    "actuation.noise_std": 0,
+    "sensing.noise_std": 1,
+    "sensing.bias_std": 2,
+    "sensing.dropout_prob": 3,
+}
+# The fields this engine realizes; a spec setting any other is refused.
+SUPPORTED = frozenset(
+    {
+        "dynamics.friction_scale",
+        "dynamics.mass_scale",
+        "dynamics.damping_scale",
+        "dynamics.actuator_strength",
+        "dynamics.gravity",
+        "actuation.noise_std",
+        "actuation.deadband",
+        "sensing.noise_std",
+        "sensing.bias_std",
+        "sensing.dropout_prob",
+        "timing.obs_latency_s",
+        "timing.action_latency_s",
+    }
+)
 _DYNAMICS = ("friction_scale", "mass_scale", "damping_scale", "actuator_strength", "gravity")
 
 
@@ -66,7 +90,8 @@ class Pipeline:
         deadband: deadband threshold per action dimension (action units), or ``None``.
         bias_std, noise_std: sensing standard deviations per observation dimension
             (observation units), or ``None`` when all zero.
-        dropout: the probability that a reading repeats the previous one, or ``None``.
+        dropout: the probability that a reading repeats the previous one (one, or one per
+            observation dimension), or ``None``.
         action_substeps, obs_substeps: the latencies realized in physics substeps.
     """
 
@@ -75,7 +100,7 @@ class Pipeline:
     deadband: np.ndarray | None
     bias_std: np.ndarray | None
     noise_std: np.ndarray | None
-    dropout: float | None
+    dropout: float | np.ndarray | None
     action_substeps: int
     obs_substeps: int
 
@@ -93,6 +118,12 @@ def pipeline_of(
     frame_skip: int,
 ) -> Pipeline:
     """The pipeline of a fixed spec, computed as SkewedEnv's components compute it."""
+    unsupported = sorted(set(spec.active()) - SUPPORTED)
+    if unsupported:
+        raise ValueError(
+            f"the batch engine does not realize {', '.join(unsupported)}; "
+            "use engine='local' for this spec"
+        )
     act, sense, timing = spec.actuation, spec.sensing, spec.timing
     dynamics = {k: v for k, v in spec.dynamics.model_dump().items() if v is not None}
     dynamics = {k: v for k, v in dynamics.items() if k == "gravity" or v != 1.0}
@@ -107,7 +138,7 @@ def pipeline_of(
         deadband=act.deadband * (high - low) if act.deadband else None,
         bias_std=bias if bias.any() else None,
         noise_std=noise if noise.any() else None,
-        dropout=sense.dropout_prob if sense.dropout_prob > 0 else None,
+        dropout=sense.dropout_prob if np.any(np.asarray(sense.dropout_prob) > 0) else None,
         action_substeps=ActionLatency(timing.action_latency_s, *args).substeps,
         obs_substeps=ObservationLatency(timing.obs_latency_s, *args).substeps,
     )
@@ -303,7 +334,7 @@ class BatchSim:
         self.deadband = np.zeros((nsim, nu))
         self.bias = np.zeros((nsim, d))
         self.noise_std = np.zeros((nsim, d))
-        self.dropout = np.zeros(nsim)
+        self.dropout = np.zeros((nsim, d))
         self.flags = {
             k: np.zeros(nsim, dtype=bool)
             for k in ("act_noise", "deadband", "bias", "noise", "dropout", "senses")
@@ -377,10 +408,10 @@ class BatchSim:
         from gymnasium.utils import seeding
 
         self.np_random[sim], _ = seeding.np_random(seed)
-        children = np.random.SeedSequence(seed).spawn(len(STREAMS))
+        children = np.random.SeedSequence(seed).spawn(len(STREAM_INDEX))
         rngs = {
-            name: np.random.Generator(np.random.PCG64(child))
-            for name, child in zip(STREAMS, children, strict=True)
+            name: np.random.Generator(np.random.PCG64(children[index]))
+            for name, index in STREAM_INDEX.items()
         }
         self.rngs[sim] = rngs
         self.action_noise.restart(sim, rngs["actuation.noise_std"])
@@ -402,7 +433,7 @@ class BatchSim:
         if pipe.bias_std is None:
             self.bias[sim] = 0.0
         flags["dropout"][sim] = pipe.dropout is not None
-        self.dropout[sim] = pipe.dropout or 0.0
+        self.dropout[sim] = 0.0 if pipe.dropout is None else pipe.dropout
         flags["senses"][sim] = pipe.senses
         self.action_substeps[sim] = pipe.action_substeps
         self.obs_substeps[sim] = pipe.obs_substeps
@@ -513,7 +544,7 @@ class BatchSim:
         drops = flags["dropout"][ids] & self.has_previous[ids]
         if drops.any():
             rows = ids[drops]
-            mask = self.dropout_stream.next(rows) < self.dropout[rows][:, None]
+            mask = self.dropout_stream.next(rows) < self.dropout[rows]
             reading[drops] = np.where(mask, self.previous[rows], reading[drops])
         self.previous[ids] = reading
         self.has_previous[ids] = True
