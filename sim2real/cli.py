@@ -26,6 +26,7 @@ _SUBCOMMAND_MODULES = (
     "sim2real.evaluation",
     "sim2real.benchmark",
     "sim2real.demo",
+    "sim2real.remedies.envelope_cli",
 )
 
 
