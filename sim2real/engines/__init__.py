@@ -1,7 +1,7 @@
 """Engines that run episodes: ``local`` (one process, the default), ``batch`` (the built-in
 tasks over ``mujoco.batch``), ``ray`` (shards on a Ray cluster; the extra ``sim2real[ray]``).
 
->>> run_workload(workload, engine="local", on_episode=store.add)
+>>> run_workload(workload, engine="local", on_episode=store.add)  # doctest: +SKIP
 
 Every engine runs the same :class:`Workload` and gives the same episodes (the
 same key gives the same return); each finished episode reaches ``on_episode``

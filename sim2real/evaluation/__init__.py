@@ -1,11 +1,19 @@
 """The gap evaluator: one policy (or several), sim against real, on common seeds.
 
->>> report = sim2real.evaluate_gap("policies/Hopper/sim/seed0", "Hopper", seeds=range(100, 130))
->>> print(report.to_markdown())
+>>> import sim2real
+>>> from sim2real.paths import data_dir
+>>> policy = data_dir("policies") / "InvertedPendulum" / "sim" / "seed0"
+>>> report = sim2real.evaluate_gap(
+...     policy, "InvertedPendulum", seeds=range(100, 103), attribution=False, max_episode_steps=50
+... )
+>>> report.task, report.real
+('InvertedPendulum', 'default')
+>>> markdown, data = report.to_markdown(), report.to_json()
 
 Modules: :mod:`.stats` (pure statistics and bootstrap intervals),
 :mod:`.attribution` (Shapley values over skews), :mod:`.policy` (loading and
-checking policies), :mod:`.rollout` (batched, multi-process episodes),
+checking policies), :mod:`.rollout` (the work types of :mod:`sim2real.engines`, which
+run the episodes),
 :mod:`.store` (the resumable results file), :mod:`.analysis` (episodes to
 numbers), :mod:`.report` (``GapReport`` and its JSON schema), :mod:`.gap`
 (``evaluate_gap``), :mod:`.cli` (``sim2real evaluate``).
@@ -26,7 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = ["SCHEMA", "Estimate", "GapReport", "PolicyError", "evaluate_gap", "register_cli"]
 
-# Loaded on first use: worker processes import only the rollout code, not scipy and plotting.
+# Loaded on first use: engine workers import only what they run, not scipy and plotting.
 _LAZY = {
     "evaluate_gap": "sim2real.evaluation.gap",
     "PolicyError": "sim2real.evaluation.policy",
