@@ -1,134 +1,147 @@
-"""Benchmark: the sim part of ``evaluate_gap`` against SB3's ``evaluate_policy``.
+"""Benchmark: ``evaluate_gap`` on each engine against SB3's ``evaluate_policy``, on the same
+episodes, side by side in one run; and the fixed overhead of Ray.
 
-Both run the same PPO Hopper policy (the shipped one from policies/manifest.yaml
-if there is one, else a quick ~20k-step PPO trained into a temporary folder) for
-the same number of episodes, with deterministic actions and frozen observation
-statistics, one after the other in this process. Prints episodes/s of each and
-their ratio.
+Every side runs the shipped sim-trained PPO Hopper policy (policies/Hopper/sim/seed0)
+with deterministic actions and frozen observation statistics on the same episodes:
+one per seed, each started with ``reset(seed=s)``. ``evaluate_policy`` gets one env
+(SB3's usual set-up), seeded before each episode; it is timed on an already loaded
+model and env (its setup left out, in its favour). ``evaluate_gap`` is timed as a user
+calls it: loading and checking the policy, running the episodes, computing the
+statistics. Runs alternate between the sides, so that all see the same machine load;
+the best run of each is compared. Ray is started once, before the runs (its start-up
+is reported on its own, with a cold task and a warm round trip).
 
-    python scripts/bench_evaluator.py [--episodes 30] [--workers 2] [--policy DIR]
-
-``evaluate_gap`` is timed as a user calls it: loading the policy from disk,
-checking it, running the episodes (batched inference, worker processes) and
-computing the statistics. ``evaluate_policy`` is timed on an already loaded
-model and env (its setup is left out, in its favour).
+    python scripts/bench_evaluator.py [--episodes 100] [--repeat 3] [--engines local,ray]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import tempfile
+import os
+import statistics
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import gymnasium as gym
 import numpy as np
 import torch
-import yaml
 from stable_baselines3 import PPO
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 import sim2real
+from sim2real.engines import check_engine
 from sim2real.paths import data_dir
 
 TASK = "Hopper"
+POLICY = "Hopper/sim/seed0"
+FIRST_SEED = 100
+
+Run = tuple[float, list[float], int]  # seconds, returns by seed, steps
 
 
-def shipped_policy() -> Path | None:
-    """A shipped sim-trained PPO Hopper policy folder, if the manifest lists one."""
-    manifest = data_dir("policies") / "manifest.yaml"
-    if not manifest.is_file():
-        return None
-    for entry in yaml.safe_load(manifest.read_text()).get("policies") or []:
-        folder = data_dir("policies") / entry["path"]
-        sim_trained = entry["task"] == TASK and entry.get("variant") == "sim"
-        if sim_trained and entry["algo"] == "ppo" and (folder / "model.zip").is_file():
-            return folder
-    return None
-
-
-def train_quick_policy(folder: Path, timesteps: int) -> Path:
-    """A quick PPO on Hopper with observation normalization, saved like a training run."""
-    venv = VecNormalize(DummyVecEnv([lambda: gym.make(f"{TASK}-v5")]))
-    model = PPO("MlpPolicy", venv, seed=0, device="cpu")
-    model.learn(timesteps)
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save(folder / "model.zip")
-    venv.save(str(folder / "vecnormalize.pkl"))
-    metadata = {"task": TASK, "algo": "ppo", "obs_normalization": True}
-    (folder / "metadata.json").write_text(json.dumps(metadata))
-    return folder
-
-
-def bench_sb3(folder: Path, episodes: int, first_seed: int) -> tuple[float, list[float], int]:
-    """``evaluate_policy`` with one env: (seconds, returns, steps)."""
+def bench_sb3(folder: Path, seeds: list[int]) -> Run:
+    """``evaluate_policy`` with one env, seeded before each episode."""
     model = PPO.load(folder / "model.zip", device="cpu")
-    venv = DummyVecEnv([lambda: gym.make(f"sim2real/{TASK}-sim-v0")])
-    if (folder / "vecnormalize.pkl").is_file():
-        venv = VecNormalize.load(str(folder / "vecnormalize.pkl"), venv)
-        venv.training, venv.norm_reward = False, False
-    venv.seed(first_seed)
+    venv = VecNormalize.load(
+        str(folder / "vecnormalize.pkl"), DummyVecEnv([lambda: gym.make(f"{TASK}-v5")])
+    )
+    venv.training, venv.norm_reward = False, False
+    returns, steps = [], 0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # no Monitor wrapper: the env is not wrapped at all
         start = time.perf_counter()
-        returns, lengths = evaluate_policy(
-            model, venv, n_eval_episodes=episodes, deterministic=True, return_episode_rewards=True
-        )
+        for seed in seeds:
+            venv.seed(seed)  # the next reset is reset(seed=seed)
+            episode_returns, lengths = evaluate_policy(
+                model, venv, n_eval_episodes=1, deterministic=True, return_episode_rewards=True
+            )
+            returns += episode_returns
+            steps += sum(lengths)
         seconds = time.perf_counter() - start
-    return seconds, list(returns), int(sum(lengths))
+    return seconds, returns, steps
 
 
-def bench_evaluator(
-    folder: Path, episodes: int, first_seed: int, workers: int
-) -> tuple[float, list[float], int]:
-    """The sim part of ``evaluate_gap``: (seconds, returns, steps)."""
+def bench_evaluator(folder: Path, seeds: list[int], engine: str) -> Run:
+    """The sim part of ``evaluate_gap`` on ``engine``."""
     start = time.perf_counter()
     report = sim2real.evaluate_gap(
         folder,
         TASK,
-        seeds=range(first_seed, first_seed + episodes),
+        seeds=seeds,
         real={},  # a real variant without skews is the sim variant: sim episodes only
         attribution=False,
-        workers=workers,
+        engine=engine,
         progress=False,
     )
     seconds = time.perf_counter() - start
-    returns = [e["return"] for e in report.episodes]
-    return seconds, returns, sum(e["length"] for e in report.episodes)
+    by_seed = {e["seed"]: e for e in report.episodes}
+    return (
+        seconds,
+        [by_seed[s]["return"] for s in seeds],
+        sum(e["length"] for e in by_seed.values()),
+    )
+
+
+def ray_overhead(round_trips: int = 20) -> dict[str, float]:
+    """Seconds: ``ray.init`` of a local Ray, a first (cold) task, a warm task's round trip."""
+    import ray
+
+    def timed(call: Callable[[], object]) -> float:
+        start = time.perf_counter()
+        call()
+        return time.perf_counter() - start
+
+    init = timed(
+        lambda: ray.init(
+            address="local", num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR"
+        )
+    )
+    nothing = ray.remote(lambda: None)
+    first = timed(lambda: ray.get(nothing.remote()))
+    trips = [timed(lambda: ray.get(nothing.remote())) for _ in range(round_trips)]
+    return {"init": init, "first task": first, "round trip": statistics.median(trips)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--episodes", type=int, default=30)
+    parser.add_argument("--episodes", type=int, default=100)
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each side, alternating")
     parser.add_argument(
-        "--workers", default="1,2", help="evaluate_gap process counts to time (default: 1,2)"
+        "--engines",
+        default="local,ray,batch",
+        help="evaluate_gap engines to time; those not installed are left out "
+        "(default: local,ray,batch)",
     )
-    parser.add_argument("--repeat", type=int, default=3, help="runs of each, alternating")
-    parser.add_argument("--policy", type=Path, help="a PPO Hopper training output folder")
-    parser.add_argument("--timesteps", type=int, default=20_000, help="for a quick policy")
+    parser.add_argument("--policy", type=Path, default=data_dir("policies") / POLICY)
     args = parser.parse_args()
-    workers = [int(w) for w in args.workers.split(",")]
+    engines = []
+    for engine in args.engines.split(","):
+        try:
+            engines.append(check_engine(engine))
+        except ValueError as error:
+            print(f"left out: {error}")
+    torch.set_num_threads(1)  # every side: small networks, and a machine shared with others
+    seeds = list(range(FIRST_SEED, FIRST_SEED + args.episodes))
 
-    torch.set_num_threads(1)  # both sides: small networks, and a machine shared with others
-    names = {"sb3": "evaluate_policy (SB3)"} | {w: f"evaluate_gap, workers={w}" for w in workers}
-    runs: dict[str | int, list[tuple[float, list[float], int]]] = {key: [] for key in names}
-    with tempfile.TemporaryDirectory() as scratch:
-        folder = args.policy or shipped_policy()
-        if folder is None:
-            print(f"no shipped PPO {TASK} policy; training one for {args.timesteps} steps ...")
-            folder = train_quick_policy(Path(scratch) / "quick", args.timesteps)
-        print(f"policy: {folder}")
-        for _ in range(args.repeat):  # alternating, so that all see the same machine load
-            runs["sb3"].append(bench_sb3(folder, args.episodes, first_seed=100))
-            for w in workers:
-                runs[w].append(bench_evaluator(folder, args.episodes, first_seed=100, workers=w))
+    overhead = ray_overhead() if "ray" in engines else {}
+    names = {"sb3": "evaluate_policy (SB3)"} | {e: f"evaluate_gap, engine={e}" for e in engines}
+    runs: dict[str, list[Run]] = {key: [] for key in names}
+    for _ in range(args.repeat):  # alternating, so that all see the same machine load
+        runs["sb3"].append(bench_sb3(args.policy, seeds))
+        for engine in engines:
+            runs[engine].append(bench_evaluator(args.policy, seeds, engine))
 
+    print(f"policy: {args.policy}; {os.cpu_count()} CPUs")
     print(
-        f"{args.episodes} episodes of {TASK}, deterministic, frozen observation statistics; "
-        f"best of {args.repeat} alternating runs (all runs, s, in brackets)"
+        f"{args.episodes} episodes of {TASK} (seeds {seeds[0]}-{seeds[-1]}), deterministic, "
+        f"frozen observation statistics; best of {args.repeat} alternating runs "
+        "(every run, s, in brackets)"
     )
     print(f"{'':28} {'seconds':>8} {'episodes/s':>11} {'steps/s':>9} {'mean return':>12}")
     best = {}
@@ -139,9 +152,22 @@ def main() -> None:
             f"{name:28} {seconds:8.2f} {len(returns) / seconds:11.2f} {steps / seconds:9.0f} "
             f"{np.mean(returns):12.1f}  [{every}]"
         )
-    for w in workers:
-        ratio = best["sb3"][0] / best[w][0]
-        print(f"speed-up of evaluate_gap, workers={w} (episodes/s, best runs): {ratio:.2f}x")
+    sb3 = np.array(best["sb3"][1])
+    for engine in engines:
+        ratio = best["sb3"][0] / best[engine][0]
+        returns = np.array(best[engine][1])
+        gap = np.max(np.abs(returns - sb3) / np.maximum(np.abs(sb3), 1e-12))
+        print(
+            f"engine={engine}: {ratio:.2f}x the episodes/s of evaluate_policy; returns equal to "
+            f"local: {list(returns) == best[engines[0]][1]}; largest relative difference to "
+            f"evaluate_policy's: {gap:.1e}"
+        )
+    if overhead:
+        print(
+            "Ray fixed overhead: "
+            + ", ".join(f"{name} {seconds * 1000:.0f} ms" for name, seconds in overhead.items())
+            + f"; first evaluation on ray (cold workers import torch) {runs['ray'][0][0]:.2f} s"
+        )
 
 
 if __name__ == "__main__":
