@@ -27,7 +27,7 @@ Per-step randomization (``resample: step``) is not supported.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,55 +109,98 @@ class Pipeline:
         return any(v is not None for v in (self.bias_std, self.noise_std, self.dropout))
 
 
+def as_point(skews: Any) -> dict[str, Any]:
+    """A flat point ``{"section.field": value}`` (non-nominal fields only) from a point,
+    a flat or nested mapping, a :class:`SkewSpec`, a YAML path or ``None``."""
+    if isinstance(skews, Mapping) and any("." in str(key) for key in skews):
+        return dict(skews)
+    return dict(SkewSpec.load(skews).active())
+
+
 def pipeline_of(
-    spec: SkewSpec,
+    point: Mapping[str, Any],
     low: np.ndarray,
     high: np.ndarray,
     obs_dim: int,
     substep_s: float,
     frame_skip: int,
 ) -> Pipeline:
-    """The pipeline of a fixed spec, computed as SkewedEnv's components compute it."""
-    unsupported = sorted(set(spec.active()) - SUPPORTED)
+    """The pipeline of one episode's point, computed as the local components compute it.
+
+    Raises:
+        ValueError: for a field this engine does not realize, or a per-step field.
+    """
+    unsupported = sorted(set(point) - SUPPORTED)
     if unsupported:
         raise ValueError(
             f"the batch engine does not realize {', '.join(unsupported)}; "
             "use engine='local' for this spec"
         )
-    act, sense, timing = spec.actuation, spec.sensing, spec.timing
-    dynamics = {k: v for k, v in spec.dynamics.model_dump().items() if v is not None}
-    dynamics = {k: v for k, v in dynamics.items() if k == "gravity" or v != 1.0}
-    bias = per_dimension(sense.bias_std, obs_dim, "sensing.bias_std")
-    noise = per_dimension(sense.noise_std, obs_dim, "sensing.noise_std")
+    per_step = sorted(name for name, value in point.items() if isinstance(value, Mapping))
+    if per_step:
+        raise ValueError(
+            f"the batch engine does not resample skews every step ({', '.join(per_step)} has "
+            "resample: step); use engine='local', or resample: episode"
+        )
+    dynamics = {
+        name.split(".", 1)[1]: value
+        for name, value in point.items()
+        if name.startswith("dynamics.") and value is not None
+    }
+    dynamics = {k: v for k, v in dynamics.items() if k == "gravity" or not _is_one(v)}
+    action_noise = np.asarray(point.get("actuation.noise_std", 0.0), dtype=np.float64)
+    deadband = np.asarray(point.get("actuation.deadband", 0.0), dtype=np.float64)
+    bias = per_dimension(point.get("sensing.bias_std", 0.0), obs_dim, "sensing.bias_std")
+    noise = per_dimension(point.get("sensing.noise_std", 0.0), obs_dim, "sensing.noise_std")
+    dropout = np.asarray(point.get("sensing.dropout_prob", 0.0), dtype=np.float64)
     args = (substep_s, frame_skip)
+    action_s = float(point.get("timing.action_latency_s", 0.0))
+    obs_s = float(point.get("timing.obs_latency_s", 0.0))
     return Pipeline(
         dynamics=dynamics,
-        action_std=np.asarray(act.noise_std, dtype=np.float64) * (high - low)
-        if act.noise_std > 0
-        else None,
-        deadband=act.deadband * (high - low) if act.deadband else None,
+        action_std=action_noise * (high - low) if np.any(action_noise > 0) else None,
+        deadband=deadband * (high - low) if np.any(deadband > 0) else None,
         bias_std=bias if bias.any() else None,
         noise_std=noise if noise.any() else None,
-        dropout=sense.dropout_prob if np.any(np.asarray(sense.dropout_prob) > 0) else None,
-        action_substeps=ActionLatency(timing.action_latency_s, *args).substeps,
-        obs_substeps=ObservationLatency(timing.obs_latency_s, *args).substeps,
+        dropout=(float(dropout) if dropout.ndim == 0 else dropout) if dropout.any() else None,
+        action_substeps=ActionLatency(action_s, *args).substeps,
+        obs_substeps=ObservationLatency(obs_s, *args).substeps,
     )
+
+
+def _is_one(value: Any) -> bool:
+    return isinstance(value, (int, float)) and value == 1.0
 
 
 # ---------------------------------------------------------------------- random streams
 class RowStreams:
-    """One block stream per simulation, as :class:`sim2real.skews.streams.GaussianStream`:
-    rows of ``dim`` from each simulation's generator, drawn 256 rows at a time."""
+    """One block stream per simulation, as the local pipeline's block streams
+    (:mod:`sim2real.skews.streams`): rows of ``dim`` from each simulation's generator,
+    drawn 256 rows at a time.
+
+    As the local env's streams, a simulation's stream is kept across episodes while
+    its scale (the key given to :meth:`use`) stays the same, and starts a fresh block
+    when the scale changes or the simulation is reseeded.
+    """
 
     def __init__(self, nsim: int, dim: int, uniform: bool = False) -> None:
         self.dim, self.uniform = dim, uniform
         self.rngs: list[np.random.Generator | None] = [None] * nsim
+        self.keys: list[np.ndarray | None] = [None] * nsim
         self.block = np.zeros((nsim, _BLOCK, dim))
         self.row = np.full(nsim, _BLOCK)
 
     def restart(self, sim: int, rng: np.random.Generator) -> None:
         self.rngs[sim] = rng
+        self.keys[sim] = None
         self.row[sim] = _BLOCK
+
+    def use(self, sim: int, key: np.ndarray) -> None:
+        """This episode's scale for simulation ``sim``: a new scale starts a new block."""
+        held = self.keys[sim]
+        if held is None or held.shape != key.shape or not np.array_equal(held, key):
+            self.keys[sim] = key
+            self.row[sim] = _BLOCK
 
     def next(self, ids: np.ndarray) -> np.ndarray:
         """The next row of each simulation in ``ids``, ``(len(ids), dim)``."""
@@ -351,10 +394,10 @@ class BatchSim:
         self.warnings_at_reset = np.zeros((nsim, len(WARNING_INDICES)), dtype=np.int64)
 
     # ------------------------------------------------------------------ reset
-    def pipeline(self, spec: SkewSpec | dict | None) -> Pipeline:
-        """The pipeline of a fixed spec (a :class:`SkewSpec` or mapping) on this task."""
+    def pipeline(self, skews: Any) -> Pipeline:
+        """The pipeline of a point or fixed spec (see :func:`as_point`) on this task."""
         return pipeline_of(
-            SkewSpec.load(spec), self.low, self.high, self.obs_dim, self.substep_s, self.frame_skip
+            as_point(skews), self.low, self.high, self.obs_dim, self.substep_s, self.frame_skip
         )
 
     def reset(
@@ -432,6 +475,12 @@ class BatchSim:
         flags["bias"][sim] = pipe.bias_std is not None
         if pipe.bias_std is None:
             self.bias[sim] = 0.0
+        if pipe.action_std is not None:
+            self.action_noise.use(sim, pipe.action_std)
+        if pipe.noise_std is not None:
+            self.sensor_noise.use(sim, pipe.noise_std)
+        if pipe.dropout is not None:
+            self.dropout_stream.use(sim, np.broadcast_to(pipe.dropout, (self.obs_dim,)))
         flags["dropout"][sim] = pipe.dropout is not None
         self.dropout[sim] = 0.0 if pipe.dropout is None else pipe.dropout
         flags["senses"][sim] = pipe.senses
