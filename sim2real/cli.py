@@ -48,7 +48,14 @@ class ArgumentParser(argparse.ArgumentParser):
     """``argparse`` with one-line errors, exit status 2, and "did you mean" for typos."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("formatter_class", HelpFormatter)
+        # Every subcommand shows its defaults, even one that asked for a plain formatter.
+        if kwargs.get("formatter_class") in (
+            None,
+            argparse.HelpFormatter,
+            argparse.RawDescriptionHelpFormatter,
+            argparse.ArgumentDefaultsHelpFormatter,
+        ):
+            kwargs["formatter_class"] = HelpFormatter
         kwargs.setdefault("allow_abbrev", False)  # an abbreviation could change meaning later
         super().__init__(*args, **kwargs)
 

@@ -10,8 +10,10 @@ from sim2real.cli_options import (
     add_engine,
     add_no_progress,
     add_out,
+    add_overwrite,
     add_resume,
     add_seeds,
+    check_resume,
     parse_seeds,
     positive_int,
     probability,
@@ -79,8 +81,18 @@ def check_args(args: argparse.Namespace) -> None:
         check_variant(args.task, extra, "--extra")
 
 
+# What a run writes into --out; --overwrite discards them first.
+RESULT_FILES = ("episodes.jsonl", "report.json", "report.md", "returns.png", "attribution.png")
+
+
 def _run(args: argparse.Namespace) -> int:
     check_args(args)
+    episodes = args.out / RESULT_FILES[0]
+    held = [RESULT_FILES[0]] if episodes.is_file() and episodes.stat().st_size else []
+    check_resume(args.out, held, resume=args.resume, overwrite=args.overwrite)
+    if args.overwrite:
+        for name in RESULT_FILES:
+            (args.out / name).unlink(missing_ok=True)
     from sim2real.evaluation.gap import evaluate_gap
 
     try:
@@ -141,6 +153,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     )
     add_out(parser, DEFAULT_OUT, help="output folder: episodes.jsonl, report.json, report.md")
     add_resume(parser, help="continue the episodes already in --out (says how many it reused)")
+    add_overwrite(parser, help="discard the results already in --out")
     add_engine(parser)
     parser.add_argument("--n-envs", type=positive_int, default=32, help="sub-envs side by side")
     parser.add_argument(
