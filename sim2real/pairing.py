@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 
-from sim2real.skewed_env import SkewedEnv, check_dimensions, find_skewed_env, mujoco_base
-from sim2real.spec import SkewSpec, SkewSpecError
+from sim2real.point import FixedSource, Point, Source, as_source, has_per_step
+from sim2real.skewed_env import ObsFn, SkewedEnv, find_skewed_env, mujoco_base
+from sim2real.spec import SkewSpec, SkewSpecError, check_dimensions
 from sim2real.tasks import Task, get_task, tasks
 
 EnvSource = str | Callable[..., gym.Env]
-SpecSource = SkewSpec | dict | str | Path | None
+SpecSource = SkewSpec | Point | dict | str | Path | None
 
 
 def register_tasks() -> None:
@@ -38,20 +39,46 @@ def register_tasks() -> None:
         )
 
 
-def build_real_env(task: str, skews: SpecSource = "default", **env_kwargs: Any) -> gym.Env:
+def build_real_env(
+    task: str,
+    skews: SpecSource | Source = "default",
+    obs_fn: ObsFn | None = None,
+    **env_kwargs: Any,
+) -> gym.Env:
     """Entry point of ``sim2real/<Task>-real-v0``: the base env wrapped in its skews.
 
-    ``skews`` is a preset name of the task, a mapping, a spec, or a YAML path;
-    ``env_kwargs`` go to the upstream env (``render_mode``, ``xml_file``, ...).
+    ``skews`` is a preset name of the task, a mapping or point, a spec, a YAML path,
+    or a source; ``env_kwargs`` go to the upstream env (``render_mode``, ``xml_file``, ...).
     """
     spec_task = get_task(task)
-    spec = resolve_spec(spec_task, skews)
+    source = resolve_source(spec_task, skews)
     base = gym.make(spec_task.base_id, **env_kwargs).unwrapped
-    return SkewedEnv(base, spec)
+    return SkewedEnv(base, source, obs_fn=obs_fn)
+
+
+def resolve_source(task: Task | None, skews: SpecSource | Source) -> Any:
+    """A source from a preset name, spec, point, mapping, YAML path or source, validated.
+
+    A point with a per-step field (from a randomized episode) becomes the source
+    that replays it; anything else is a fixed spec.
+    """
+    if isinstance(skews, Source):
+        return skews
+    if isinstance(skews, Mapping) and has_per_step(skews):
+        source = as_source(skews)  # a randomization whose random fields are drawn per step
+        if task is not None:
+            source.spec.check_dimensions(task.observation_dim)
+        return source
+    return FixedSource(resolve_spec(task, skews))
 
 
 def resolve_spec(task: Task | None, skews: SpecSource) -> SkewSpec:
     """A preset name (of a built-in task), mapping, spec or YAML path, validated in full."""
+    if skews is not None and not isinstance(skews, (str, Path, SkewSpec, Mapping)):
+        raise SkewSpecError(
+            "real must be a preset name, a mapping in the skew schema (a point from "
+            f"info['skews'] included), a SkewSpec or a YAML path, got {type(skews).__name__}"
+        )
     if isinstance(skews, str) and task is not None and skews in task.presets:
         spec = task.preset(skews)
     elif isinstance(skews, str) and not Path(skews).suffix:
@@ -69,6 +96,12 @@ def resolve_spec(task: Task | None, skews: SpecSource) -> SkewSpec:
 
 
 def _builtin(task: EnvSource) -> Task | None:
+    if not isinstance(task, str) and not callable(task):
+        raise TypeError(
+            "the env argument (task) must be a built-in task name such as 'Hopper', a "
+            "Gymnasium id of a MujocoEnv, or a callable that builds one, "
+            f"got {task!r} ({type(task).__name__})"
+        )
     if isinstance(task, str) and "/" not in task and "-v" not in task:
         return get_task(task)
     return None
@@ -90,51 +123,63 @@ def _build(source: EnvSource, env_kwargs: dict[str, Any]) -> gym.Env:
 
 
 def make_pair(
-    task: EnvSource, real: SpecSource = "default", **env_kwargs: Any
+    task: EnvSource,
+    real: SpecSource | Source = "default",
+    *,
+    obs_fn: ObsFn | None = None,
+    **env_kwargs: Any,
 ) -> tuple[gym.Env, gym.Env]:
     """The sim and real variants of one task.
 
     Args:
         task: a built-in task name (``"Hopper"``), any Gymnasium id of a
             ``MujocoEnv``-based env, or a callable that builds one (a custom
-            MJCF model included).
-        real: a preset name (built-in tasks), a mapping in the skew schema, a
-            :class:`SkewSpec`, or a YAML path.
+            MJCF model included, whatever its observation method is called).
+        real: a preset name (built-in tasks), a mapping in the skew schema (nested
+            or flat; an episode's ``info["skews"]`` replays that episode), a
+            :class:`SkewSpec`, a YAML path, or a source.
+        obs_fn: reads the observation from the physics state; needed only for an
+            observation latency that is not a whole number of control steps, on an
+            env without ``_get_obs``.
         env_kwargs: passed to the env constructor of both variants.
     """
     builtin = _builtin(task)
-    spec = resolve_spec(builtin, real)  # validated before any env is built
+    source = resolve_source(builtin, real)  # validated before any env is built
     if builtin is not None:
         sim = gym.make(builtin.sim_id, **env_kwargs)
-        return sim, gym.make(builtin.real_id, skews=spec, **env_kwargs)
+        return sim, gym.make(builtin.real_id, skews=source, obs_fn=obs_fn, **env_kwargs)
     sim = _build(task, env_kwargs)
-    check_dimensions(spec, int(sim.observation_space.shape[0]))
-    return sim, SkewedEnv(_build(task, env_kwargs), spec)
+    return sim, SkewedEnv(_build(task, env_kwargs), source, obs_fn=obs_fn)
 
 
 def make(
     task: EnvSource,
-    skews: SpecSource = None,
+    skews: SpecSource | Source = None,
     randomization: SpecSource = None,
+    *,
+    obs_fn: ObsFn | None = None,
     **env_kwargs: Any,
 ) -> gym.Env:
     """One env of ``task`` with fixed ``skews`` (default: none, the sim variant) and,
     optionally, a domain randomization drawn around them each episode."""
     builtin = _builtin(task)
-    spec = resolve_spec(builtin, skews)
     if randomization is not None:
         from sim2real.randomization import DomainRandomization, RandomizationSpec
 
+        spec = resolve_spec(builtin, skews)
         randomization = RandomizationSpec.load(randomization)  # validated before any env
         if builtin is not None:
             randomization.check_dimensions(builtin.observation_dim)
-        source = builtin.base_id if builtin is not None else task
-        return DomainRandomization(_build(source, env_kwargs), randomization, base=spec)
+        base = builtin.base_id if builtin is not None else task
+        return DomainRandomization(_build(base, env_kwargs), randomization, base=spec,
+                                   obs_fn=obs_fn)  # fmt: skip
+    source = resolve_source(builtin, skews)
     if builtin is not None:
-        if not spec.active():
+        nominal = getattr(source, "point", None) == {} and obs_fn is None
+        if nominal:
             return gym.make(builtin.sim_id, **env_kwargs)
-        return gym.make(builtin.real_id, skews=spec, **env_kwargs)
-    return SkewedEnv(_build(task, env_kwargs), spec)
+        return gym.make(builtin.real_id, skews=source, obs_fn=obs_fn, **env_kwargs)
+    return SkewedEnv(_build(task, env_kwargs), source, obs_fn=obs_fn)
 
 
 def describe(env: gym.Env, *, show: bool = True) -> str:

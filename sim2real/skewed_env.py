@@ -1,24 +1,26 @@
-"""The real variant: one Gymnasium wrapper that applies a skew spec to a MuJoCo env.
+"""The one wrapper: a source's point -> the pipeline of DESIGN.md section 3.
 
-The skews act where they would on a robot (DESIGN.md section 3)::
+The skews act where they would on a robot::
 
-    command -> action latency -> actuation (noise, deadband) -> physics (dynamics skews)
+    command -> action latency (+ jitter) -> actuation (noise, deadband) -> physics (dynamics)
     physics state -> sensing (bias, noise, dropout) -> observation latency -> policy
 
-Dynamics skews are in-place model edits made at reset. Actuation and timing
-act inside the physics step: the wrapper takes over the env's
-``_step_mujoco_simulation`` so that a latency is realized on the substep grid
-(``model.opt.timestep``), not rounded to control steps. Reward and termination
-are computed by the task from the true physical state, as upstream.
-
-The pipeline is fused into one wrapper for speed; each skew is still its own
-small component in :mod:`sim2real.skews`.
+At every reset the source gives the episode's point (:mod:`sim2real.point`); one
+function, :func:`sim2real.skews.pipeline.build_pipeline`, turns it into components
+read from the skew registry. Dynamics skews are in-place model edits relative to
+the stored nominal model. Actuation and timing act inside the physics step: the
+wrapper takes over the env's ``_step_mujoco_simulation`` so that a latency is
+realized on the substep grid (``model.opt.timestep``), not rounded to control
+steps. Reward and termination are computed by the task from the true physical
+state, as upstream.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -26,110 +28,155 @@ import mujoco
 import numpy as np
 from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
 
-from sim2real.skews import (
-    ActionLatency,
-    ActuationNoise,
-    Deadband,
-    ModelSkews,
-    ObservationLatency,
-    SensorBias,
-    SensorDropout,
-    SensorNoise,
-    Sensors,
-    step_segments,
-)
-from sim2real.skews.sensing import per_dimension
-from sim2real.skews.streams import GaussianStream, UniformStream
-from sim2real.spec import SkewSpec, SkewSpecError, field_info
+from sim2real.point import LATENCIES, FixedSource, Point, Source, as_source, realized
+from sim2real.skews import ModelSkews
+from sim2real.skews.pipeline import STREAMS, Context, Pipeline, build_pipeline, reset_generators
+from sim2real.skews.registry import Element
+from sim2real.skews.sensing import Sensors
+from sim2real.skews.timing import Arrivals, Latency
+from sim2real.spec import SkewSpec, check_dimensions
 
-# One independent random stream per consumer, spawned from the reset seed in this
-# fixed order, so that switching one skew on never changes another's draws.
-STREAMS = (
-    "actuation.noise_std",
-    "sensing.noise_std",
-    "sensing.bias_std",
-    "sensing.dropout_prob",
-    "randomization",
-)
+__all__ = [
+    "STREAMS",
+    "SkewedEnv",
+    "check_dimensions",
+    "find_skewed_env",
+    "mujoco_base",
+    "reset_generators",
+]
+
+SourceLike = Source | SkewSpec | Mapping[str, Any] | str | Path | None
+ObsFn = Callable[[], np.ndarray]
+
+# The MujocoEnvs that carry a SkewedEnv: wrapping one twice would compound its skews.
+_CARRIERS: weakref.WeakSet[MujocoEnv] = weakref.WeakSet()
 
 
-def mujoco_base(env: gym.Env, what: str = "env") -> MujocoEnv:
+def mujoco_base(env: Any, what: str = "env") -> MujocoEnv:
     """The ``MujocoEnv`` under ``env``'s wrappers, or a clear error."""
-    base = env.unwrapped
+    base = getattr(env, "unwrapped", None)
     if not isinstance(base, MujocoEnv):
-        raise TypeError(f"{what} must be built on gymnasium's MujocoEnv, got {type(base).__name__}")
+        kind = type(base if base is not None else env).__name__
+        raise TypeError(f"{what} must be built on gymnasium's MujocoEnv, got {kind}")
     return base
 
 
-def check_dimensions(spec: SkewSpec, obs_dim: int) -> None:
-    """Per-dimension sensing values must have one number per observation dimension."""
-    for name in ("noise_std", "bias_std"):
-        try:
-            per_dimension(getattr(spec.sensing, name), obs_dim, f"sensing.{name}")
-        except ValueError as error:
-            raise SkewSpecError(str(error)) from None
-
-
 class SkewedEnv(gym.Wrapper):
-    """Applies a :class:`~sim2real.spec.SkewSpec` to a MuJoCo Gymnasium env.
+    """Gives every episode of a MuJoCo Gymnasium env the skews of its source's point.
 
     Args:
         env: a Gymnasium env whose ``unwrapped`` is a ``MujocoEnv``.
-        skews: a spec, a mapping in the schema, a YAML path, or ``None`` (nominal).
+        source: where each episode's point comes from: a source
+            (:class:`~sim2real.point.FixedSource`,
+            :class:`~sim2real.randomization.RandomizationSource`, ...), or a fixed
+            spec: a :class:`SkewSpec`, a point, a mapping in the schema, a YAML path,
+            or ``None`` (nominal).
+        obs_fn: reads the observation from the current physics state; needed only
+            for an observation latency that is not a whole number of control steps
+            (a mid-step reading). Defaults to the env's ``_get_obs`` when it has one.
 
-    With every skew nominal the wrapper is transparent: the env behaves
-    exactly as upstream, step for step. ``info`` at reset carries the applied
-    values under ``"skews"`` (latencies as realized, in seconds).
+    With every skew nominal the wrapper is transparent: the env behaves exactly
+    as upstream, step for step. ``info["skews"]`` at reset is the episode's point.
+
+    Attributes:
+        source: the bound source.
+        point: this episode's point (as in ``info["skews"]``).
+        pipeline: this episode's components.
     """
 
-    def __init__(self, env: gym.Env, skews: SkewSpec | dict | str | None = None) -> None:
+    def __init__(
+        self, env: gym.Env, source: SourceLike = None, *, obs_fn: ObsFn | None = None
+    ) -> None:
+        base = mujoco_base(env)
+        if base in _CARRIERS or find_skewed_env(env) is not None:
+            raise ValueError(
+                "this env already carries a SkewedEnv: wrapping it again would compound the "
+                "skews; wrap the plain env once (make_pair/make build a fresh one), or give the "
+                "existing wrapper a new source with set_source()"
+            )
         super().__init__(env)
-        self._base = mujoco_base(env)
-        if "_step_mujoco_simulation" in vars(self._base):
-            raise ValueError("this env already carries a SkewedEnv; wrap it only once")
-        self._model, self._data = self._base.model, self._base.data
-        self._frame_skip = int(self._base.frame_skip)
+        self._base = base
+        self._model, self._data = base.model, base.data
+        self._frame_skip = int(base.frame_skip)
         self._substep_s = float(self._model.opt.timestep)
         self._low = np.asarray(env.action_space.low, dtype=np.float64)
         self._high = np.asarray(env.action_space.high, dtype=np.float64)
         self._obs_dim = int(np.prod(env.observation_space.shape))
-        self._model_skews = ModelSkews(self._model)
+        self._obs_fn = obs_fn if obs_fn is not None else getattr(base, "_get_obs", None)
         limited = self._model.actuator_ctrllimited.astype(bool)
         self._mujoco_clamps_ctrl = bool(
             limited.all()
             and np.array_equal(self._model.actuator_ctrlrange[:, 0], self._low)
             and np.array_equal(self._model.actuator_ctrlrange[:, 1], self._high)
         )
-        self._obs_needs_rne = _reads_constraint_forces(self._base)
-        self._rngs: dict[str, np.random.Generator] = {}
-        self._gaussian: dict[str, GaussianStream] = {}
-        self.skews = self._validated(skews)
-        self.episode_skews = self.skews
-        self._observe: Callable[[np.ndarray], np.ndarray] | None = None
-        self._build_pipeline(self.skews)
+        model = self._model
+        self.context = Context(
+            low=self._low,
+            high=self._high,
+            obs_dim=self._obs_dim,
+            substep_s=self._substep_s,
+            frame_skip=self._frame_skip,
+            elements={
+                Element.ENV: 1,
+                Element.GEOM: model.ngeom,
+                Element.BODY: model.nbody,
+                Element.DOF: model.nv,
+                Element.ACTUATOR: model.nu,
+                Element.ACTION: len(self._low),
+                Element.OBSERVATION: self._obs_dim,
+            },
+            time_limit_s=_time_limit_s(env, self._frame_skip * self._substep_s),
+            mid_step_obs=self._obs_fn is not None,
+        )
+        self.source: Source = as_source(source).bind(self.context)
+        self._model_skews = ModelSkews(model)
+        self._obs_needs_rne: bool | None = None  # probed on first need
+        self._drawn: Point | None = None  # the point the pipeline was built from
+        self._dynamics_of: Point | None = None  # the point the model carries
+        self.point = Point()
+        self.pipeline = build_pipeline(self.point, self.context)
+        self._set_pipeline(self.pipeline)
+        _CARRIERS.add(base)
+        self._install_physics_hook()
 
     # ------------------------------------------------------------------ public
-    def set_skews(self, skews: SkewSpec | dict | str | None) -> None:
-        """Replace the spec; it takes effect at the next reset."""
-        self.skews = self._validated(skews)
+    def set_source(self, source: SourceLike) -> None:
+        """Replace the source; it takes effect at the next reset."""
+        self.source = as_source(source).bind(self.context)
+        self._drawn = None
+
+    def set_skews(self, skews: SkewSpec | Mapping[str, Any] | str | Path | None) -> None:
+        """Replace the source by a fixed spec; it takes effect at the next reset."""
+        self.set_source(FixedSource(skews))
+
+    @property
+    def skews(self) -> SkewSpec:
+        """This episode's point as a spec (a fixed source: its spec)."""
+        if isinstance(self.source, FixedSource):
+            return self.source.spec
+        return SkewSpec.load({k: v for k, v in self.point.items() if not isinstance(v, Mapping)})
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        reseeded = seed is not None or not self._rngs
-        if reseeded:
-            self._seed(seed)
-        spec = self._skews_for_episode()
-        self._apply_dynamics(spec)
-        if reseeded or spec is not self.episode_skews:
-            self._build_pipeline(spec)
-        else:  # same components; only the per-episode state starts afresh
+        streams = self.context.streams
+        if seed is not None or not streams.generators:
+            streams.reseed(seed)
+            self._drawn = None  # the components hold the old streams
+        point = self.source.draw(streams.generators["source"])
+        if point is not self._drawn:
+            self._use(point)
+        else:  # the same point: only the per-episode state starts afresh
             self._commands.clear()
             self._sensors.previous = None
-        self.episode_skews = spec
+            if self._arrivals is not None:
+                self._arrivals.clear()
+        if self._dynamics_of is not point:
+            self._model_skews.apply(self.pipeline.dynamics)
+            self._dynamics_of = point
         obs, info = self.env.reset(seed=seed, options=options)
         if self._sensors.bias is not None:
-            self._sensors.bias.draw(self._rngs["sensing.bias_std"])
+            self._sensors.draw_bias(streams.generators["sensing.bias_std"])
         obs = self._start_observing(obs)
-        info["skews"] = self.applied_values()
+        info["skews"] = Point(self.point)
         return obs, info
 
     def step(self, action):
@@ -141,107 +188,56 @@ class SkewedEnv(gym.Wrapper):
     def close(self) -> None:
         self._uninstall_physics_hook()
         self._model_skews.restore()
+        self._dynamics_of = None
+        _CARRIERS.discard(self._base)
         super().close()
 
     def applied_values(self) -> dict[str, Any]:
-        """The non-nominal values of this episode; latencies as realized, in seconds."""
-        values = dict(self.episode_skews.active())
-        for latency in (self._obs_latency, self._action_latency):
-            if latency.field in values:
-                values[latency.field] = latency.effective_s
-        return values
+        """This episode's point (latencies as realized, in seconds)."""
+        return dict(self.point)
 
     def describe(self) -> str:
-        """The skew stack with units and effective values, one line per active skew."""
-        lines = [
+        """The skew stack with units and effective values: one header, then the source."""
+        header = (
             f"{type(self).__name__} on {type(self._base).__name__}: control step "
             f"{self._frame_skip * self._substep_s:g} s = {self._frame_skip} substeps of "
-            f"{self._substep_s:g} s"
-        ]
-        active = self.skews.active()
-        if not active:
-            lines.append("  (every skew nominal: identical to the sim variant)")
-        latencies = {
-            "timing.obs_latency_s": ObservationLatency,
-            "timing.action_latency_s": ActionLatency,
-        }
-        for name, value in active.items():
-            unit, meaning = field_info(name)
-            shown = f"{value}"
-            if name in latencies:
-                shown = latencies[name](value, self._substep_s, self._frame_skip).describe()
-            lines.append(f"  {name:<28} {shown:<12} [{unit}] {meaning}")
-        return "\n".join(lines)
-
-    # ------------------------------------------------------------------ hooks for subclasses
-    def _skews_for_episode(self) -> SkewSpec:
-        """The point in skew space for the next episode (domain randomization overrides this)."""
-        return self.skews
-
-    def _apply_dynamics(self, spec: SkewSpec) -> None:
-        values = {k: v for k, v in spec.dynamics.model_dump().items() if v is not None}
-        self._model_skews.apply(values)
+            f"{self._substep_s:g} s; latencies realized on that substep grid"
+        )
+        return "\n".join([header, *self.source.describe(self._shown)])
 
     # ------------------------------------------------------------------ internals
-    def _validated(self, skews: SkewSpec | dict | str | None) -> SkewSpec:
-        spec = SkewSpec.load(skews)
-        check_dimensions(spec, self._obs_dim)
-        return spec
+    def _shown(self, name: str, value: Any) -> str:
+        if name in LATENCIES and not isinstance(value, Mapping):
+            return Latency(float(value), self._substep_s, self._frame_skip).describe()
+        return f"{value}"
 
-    def _seed(self, seed: int | None) -> None:
-        children = np.random.SeedSequence(seed).spawn(len(STREAMS))
-        self._rngs = {
-            name: np.random.Generator(np.random.PCG64(child))
-            for name, child in zip(STREAMS, children, strict=True)
-        }
-        self._gaussian = {}
+    def _use(self, point: Point) -> None:
+        """Build the pipeline of ``point`` (the one place it is built)."""
+        self.pipeline = build_pipeline(point, self.context)
+        self.point = realized(point, self.context)
+        self._drawn = point
+        self._dynamics_of = None
+        self._set_pipeline(self.pipeline)
 
-    def _stream(self, name: str, dim: int, kind: type[GaussianStream]) -> GaussianStream:
-        """The block stream of ``name``, kept across episodes until the next seed."""
-        stream = self._gaussian.get(name)
-        if stream is None:
-            stream = self._gaussian[name] = kind(self._rngs[name], dim)
-        return stream
-
-    def _build_pipeline(self, spec: SkewSpec) -> None:
-        act, sense, timing = spec.actuation, spec.sensing, spec.timing
-        self._noise = None
-        if act.noise_std > 0:
-            self._noise = ActuationNoise(act.noise_std, self._low, self._high)
-            if self._rngs:
-                self._noise.stream = self._stream(
-                    "actuation.noise_std", len(self._low), GaussianStream
-                )
-        self._deadband = Deadband(act.deadband, self._low, self._high) if act.deadband else None
-
-        dim = self._obs_dim
-        bias_std = per_dimension(sense.bias_std, dim, "sensing.bias_std")
-        noise_std = per_dimension(sense.noise_std, dim, "sensing.noise_std")
-        noise = SensorNoise(noise_std) if noise_std.any() else None
-        dropout = SensorDropout(sense.dropout_prob) if sense.dropout_prob > 0 else None
-        if self._rngs:
-            if noise is not None:
-                noise.stream = self._stream("sensing.noise_std", dim, GaussianStream)
-            if dropout is not None:
-                dropout.stream = self._stream("sensing.dropout_prob", dim, UniformStream)
-        self._sensors = Sensors(SensorBias(bias_std) if bias_std.any() else None, noise, dropout)
-
-        args = (self._substep_s, self._frame_skip)
-        self._obs_latency = ObservationLatency(timing.obs_latency_s, *args)
-        self._action_latency = ActionLatency(timing.action_latency_s, *args)
-        self._segments = step_segments(self._action_latency, self._obs_latency)
+    def _set_pipeline(self, pipeline: Pipeline) -> None:
+        self._sensors: Sensors = pipeline.sensors
+        self._commands_fns = pipeline.commands
+        self._clip = pipeline.noisy and not self._mujoco_clamps_ctrl
+        self._obs_latency, self._action_latency = pipeline.obs_latency, pipeline.action_latency
+        self._segments = pipeline.segments
+        self._direct = pipeline.direct
         self._read = self._sensors.read if self._sensors.active else None
-        self._get_obs = self._base._get_obs
         self._commands: deque[np.ndarray] = deque(maxlen=self._action_latency.control_steps + 2)
-        if (
-            self._noise
-            or self._deadband
-            or self._action_latency.substeps
-            or (self._obs_latency.offset)
-        ):
-            self._install_physics_hook()
-        else:
-            self._uninstall_physics_hook()
+        self._jitter = pipeline.jitter
+        self._arrivals = None
+        if self._jitter is not None:
+            self._arrivals = Arrivals(self._frame_skip)
+        self._capture_at = (
+            self._frame_skip - self._obs_latency.offset if self._obs_latency.offset else None
+        )
+        if self._capture_at is not None and self._obs_needs_rne is None:
+            self._obs_needs_rne = _reads_constraint_forces(self._data, self._obs_fn)
+        self._observe: Callable[[np.ndarray], np.ndarray] | None = None
 
     def _start_observing(self, obs: np.ndarray) -> np.ndarray:
         """First reading of the episode; fills the latency buffer with it (never zeros)."""
@@ -260,7 +256,7 @@ class SkewedEnv(gym.Wrapper):
         return first
 
     def _delayed(self, obs: np.ndarray) -> np.ndarray:
-        if self._obs_latency.offset:
+        if self._capture_at is not None:
             reading = self._captured
         else:
             reading = obs if self._read is None else self._read(obs)
@@ -273,47 +269,87 @@ class SkewedEnv(gym.Wrapper):
     def _uninstall_physics_hook(self) -> None:
         vars(self._base).pop("_step_mujoco_simulation", None)
 
+    def _capture(self) -> None:
+        if self._obs_needs_rne:
+            mujoco.mj_rnePostConstraint(self._model, self._data)
+        obs = self._obs_fn()  # type: ignore[misc]
+        self._captured = obs if self._read is None else self._read(obs)
+
+    def _command(self, ctrl: np.ndarray) -> np.ndarray:
+        """The command as the actuators receive it: noise (clipped), then deadband."""
+        command = np.array(ctrl, dtype=np.float64) if not self._commands_fns else ctrl
+        for transform in self._commands_fns:
+            command = transform(command)
+        if self._clip:
+            command = np.minimum(np.maximum(command, self._low), self._high)
+        return command
+
     def _physics_step(self, ctrl: np.ndarray, n_frames: int) -> None:
         """Replaces ``MujocoEnv._step_mujoco_simulation``: actuation and latency per substep."""
         if n_frames != self._frame_skip:
             raise ValueError(f"expected {self._frame_skip} substeps per step, got {n_frames}")
-        if self._noise is None:
-            command = np.array(ctrl, dtype=np.float64)
-        else:
-            command = self._noise(ctrl)  # a new float64 array
-            if not self._mujoco_clamps_ctrl:  # MuJoCo clamps limited controls itself
-                command = np.minimum(np.maximum(command, self._low), self._high)
-        if self._deadband is not None:
-            command = self._deadband(command)
+        model, data = self._model, self._data
+        if self._direct:  # exactly the upstream step
+            data.ctrl[:] = ctrl
+            mujoco.mj_step(model, data, nstep=n_frames)
+            mujoco.mj_rnePostConstraint(model, data)
+            return
+        command = self._command(ctrl)
+        if self._arrivals is not None:
+            self._jittered_step(command)
+            return
         commands = self._commands
         if commands:
             commands.append(command)
         else:  # the actuators hold the first command until it has travelled the latency
-            commands.extend([command] * commands.maxlen)
-        model, data = self._model, self._data
+            commands.extend([command] * commands.maxlen)  # type: ignore[operator]
         for n_substeps, index, capture in self._segments:
             if index is not None:
                 data.ctrl[:] = commands[index]
             mujoco.mj_step(model, data, nstep=n_substeps)
             if capture:
-                if self._obs_needs_rne:
-                    mujoco.mj_rnePostConstraint(model, data)
-                obs = self._get_obs()
-                self._captured = obs if self._read is None else self._read(obs)
+                self._capture()
+        mujoco.mj_rnePostConstraint(model, data)
+
+    def _jittered_step(self, command: np.ndarray) -> None:
+        """One control step when every command has its own delay (control jitter)."""
+        model, data = self._model, self._data
+        arrivals = self._arrivals
+        arrivals.issue(command, self._action_latency.substeps + self._jitter.next())  # type: ignore[union-attr]
+        for n_substeps, acting, capture in arrivals.segments(self._capture_at):  # type: ignore[union-attr]
+            if acting is not None:
+                data.ctrl[:] = acting
+            mujoco.mj_step(model, data, nstep=n_substeps)
+            if capture:
+                self._capture()
         mujoco.mj_rnePostConstraint(model, data)
 
 
-def _reads_constraint_forces(base: MujocoEnv) -> bool:
-    """Whether ``base._get_obs`` reads what ``mj_rnePostConstraint`` computes (e.g. Ant's
-    contact forces): probed once by poisoning those fields and looking for NaN."""
-    data = base.data
+def _time_limit_s(env: gym.Env, control_dt: float) -> float | None:
+    """The episode's time limit in seconds, from a TimeLimit wrapper or the env's spec."""
+    while isinstance(env, gym.Wrapper):
+        if isinstance(env, gym.wrappers.TimeLimit):
+            return env._max_episode_steps * control_dt
+        env = env.env
+    spec = getattr(env, "spec", None)
+    steps = getattr(spec, "max_episode_steps", None)
+    if steps is None and spec is not None and spec.id in gym.registry:
+        steps = gym.registry[spec.id].max_episode_steps  # gym.make strips it from the env's own
+    return None if steps is None else steps * control_dt
+
+
+def _reads_constraint_forces(data: mujoco.MjData, obs_fn: ObsFn | None) -> bool:
+    """Whether ``obs_fn`` reads what ``mj_rnePostConstraint`` computes (e.g. Ant's contact
+    forces): probed once by poisoning those fields and looking for NaN."""
+    if obs_fn is None:
+        return False
     fields = ("cacc", "cfrc_int", "cfrc_ext")
     saved = [getattr(data, name).copy() for name in fields]
     try:
         for name in fields:
             getattr(data, name)[:] = np.nan
         with np.errstate(invalid="ignore"):
-            return not np.isfinite(base._get_obs()).all()
+            return not np.isfinite(np.asarray(obs_fn(), dtype=np.float64)).all()
     finally:
         for name, value in zip(fields, saved, strict=True):
             getattr(data, name)[:] = value

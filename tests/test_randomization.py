@@ -92,12 +92,12 @@ def test_a_thousand_resets_draw_every_field_from_its_distribution():
     env.reset(seed=2024)
     for _ in range(1000):
         _, info = env.reset()
-        for name, value in env.episode_draws.items():
+        for name, value in env.source.drawn.items():
             draws.setdefault(name, []).append(value)
-        requested = env.episode_draws["timing.obs_latency_s"]
+        requested = env.source.drawn["timing.obs_latency_s"]
         realized.append((requested, info["skews"]["timing.obs_latency_s"]))
         assert (
-            info["skews"]["dynamics.friction_scale"] == env.episode_draws["dynamics.friction_scale"]
+            info["skews"]["dynamics.friction_scale"] == env.source.drawn["dynamics.friction_scale"]
         )
     for section, fields in EVERY_FIELD.items():
         for field, config in fields.items():
@@ -129,7 +129,7 @@ def test_draws_land_in_the_model_relative_to_the_nominal_values():
     model, nominal = env.unwrapped.model, compiled(env)
     for seed in range(3):
         env.reset(seed=seed)
-        d = env.episode_draws
+        d = env.source.drawn
         assert len(d["dynamics.mass_scale"]) == model.nbody
         assert len(d["dynamics.damping_scale"]) == model.nv
         assert len(d["dynamics.actuator_strength"]) == model.nu
@@ -166,7 +166,7 @@ def test_the_model_is_exactly_nominal_when_the_draw_is_nominal_and_after_close()
     seen_skewed = False
     for _ in range(200):
         env.reset()
-        draws = env.episode_draws.values()
+        draws = env.source.drawn.values()
         if any(v != 1.0 for v in draws):
             seen_skewed = True
         elif seen_skewed:  # every field back at nominal after a skewed episode
@@ -222,21 +222,23 @@ def test_per_step_sensor_noise_draws_a_new_level_every_step():
     }
     env = sim2real.make(TASK, randomization=spec)
     env.reset(seed=0)
-    components = env._sensors.noise
+    components = env.pipeline.sensors.noise
     noise = []
     for _ in range(3000):
         obs, _, terminated, truncated, _ = env.step(np.zeros(1))
         noise.append(obs - env.unwrapped._get_obs())
-        assert env._sensors.noise is components  # nothing is rebuilt within an episode
+        assert env.pipeline.sensors.noise is components  # nothing is rebuilt within an episode
         if terminated or truncated:
             env.reset()
-            components = env._sensors.noise
+            components = env.pipeline.sensors.noise
     noise = np.asarray(noise)
     assert stats.kstest(noise[:, 1], mixture_cdf(0.1)).pvalue > 1e-3
     # a level drawn per episode instead would be gaussian within the episode: the mixture
     # is heavy-tailed (kurtosis of s*z with s ~ U(0, 1): 3 * E[s^4] / E[s^2]^2 = 5.4)
     assert stats.kurtosis(noise[:, 1], fisher=False) == pytest.approx(5.4, rel=0.15)
-    assert "each step" in env.reset()[1]["skews"]["sensing.noise_std"]
+    assert env.reset()[1]["skews"]["sensing.noise_std"] == {
+        "dist": "uniform", "low": 0.0, "high": 0.1, "resample": "step"
+    }
 
 
 def test_per_step_actuation_noise_and_dropout():
@@ -273,13 +275,13 @@ def test_same_seed_same_draws_and_episode_different_seed_different():
     acts = np.random.default_rng(3).uniform(-1, 1, (40, 3))
     for env in (a, b):
         env.reset(seed=11)
-    assert a.episode_draws == b.episode_draws
+    assert a.source.drawn == b.source.drawn
     for action in acts:
         np.testing.assert_array_equal(a.step(action)[0], b.step(action)[0])
     a.reset(), b.reset()
-    assert a.episode_draws == b.episode_draws  # the streams go on alike
+    assert a.source.drawn == b.source.drawn  # the streams go on alike
     b.reset(seed=12)
-    assert a.episode_draws["dynamics.friction_scale"] != b.episode_draws["dynamics.friction_scale"]
+    assert a.source.drawn["dynamics.friction_scale"] != b.source.drawn["dynamics.friction_scale"]
 
 
 def test_randomizing_one_more_field_leaves_the_other_draws_alone():
@@ -291,7 +293,7 @@ def test_randomizing_one_more_field_leaves_the_other_draws_alone():
         env.reset(seed=4)
     for _ in range(5):
         name = "dynamics.friction_scale"
-        assert one.episode_draws[name] == two.episode_draws[name]
+        assert one.source.drawn[name] == two.source.drawn[name]
         one.reset(), two.reset()
 
 

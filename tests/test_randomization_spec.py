@@ -202,8 +202,9 @@ U = {"dist": "uniform", "low": 0.5, "high": 1.5}
             "actuation.noise_std: resample must be one of episode, step",
         ),
         (
-            {"dynamics": {"damping_scale": {"dist": "uniform", "low": [0.5, 0.6], "high": 1.5}}},
-            "dynamics.damping_scale must be a number, got [0.5, 0.6] (the low end of",
+            {"timing": {"obs_latency_s": {"dist": "uniform", "low": [0.0, 0.01], "high": 0.02}}},
+            "timing.obs_latency_s must be one number (it acts on the whole env), "
+            "got [0.0, 0.01] (the low end of",
         ),
         ({"timing": {"obs_latency_s": -0.01}}, "timing.obs_latency_s must be >= 0.0, got -0.01"),
         (

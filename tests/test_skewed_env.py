@@ -68,8 +68,7 @@ def test_real_variant_with_nominal_skews_is_sim(task):
         },
         {"actuation": {"noise_std": 0.0, "deadband": 0.0}},
         {"sensing": {"noise_std": 0.0, "bias_std": [0.0] * 11, "dropout_prob": 0.0}},
-        {"timing": {"obs_latency_s": 0.0, "action_latency_s": 0.0}},
-        {"timing": {"obs_latency_s": 0.0009, "action_latency_s": 0.0009}},  # rounds to 0 substeps
+        {"timing": {"obs_latency_s": 0.0, "action_latency_s": 0.0, "control_jitter_s": 0.0}},
     ],
 )
 def test_each_section_at_nominal_is_sim(spec):
@@ -375,6 +374,8 @@ def test_reset_info_carries_the_applied_values():
 
 
 positive_scale = st.floats(0.5, 1.5)
+# 0, or at least one substep of Hopper's 2 ms once rounded (shorter ones are refused)
+latency = st.one_of(st.just(0.0), st.floats(0.0011, 0.05))
 spec_strategy = st.fixed_dictionaries(
     {},
     optional={
@@ -400,7 +401,7 @@ spec_strategy = st.fixed_dictionaries(
         ),
         "timing": st.fixed_dictionaries(
             {},
-            optional={"obs_latency_s": st.floats(0, 0.05), "action_latency_s": st.floats(0, 0.05)},
+            optional={"obs_latency_s": latency, "action_latency_s": latency},
         ),
     },
 )

@@ -18,6 +18,7 @@ from sim2real.randomization.distributions import (
     Uniform,
     distribution,
 )
+from sim2real.randomization.source import RandomizationSource
 from sim2real.randomization.spec import (
     ELEMENTS,
     RANDOMIZABLE,
@@ -39,6 +40,7 @@ __all__ = [
     "DomainRandomization",
     "LogUniform",
     "Normal",
+    "RandomizationSource",
     "RandomizationSpec",
     "Randomized",
     "TruncNormal",

@@ -23,7 +23,6 @@ validated at both ends by the same field constraints.
 
 from __future__ import annotations
 
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,53 +33,36 @@ from pydantic import ValidationError
 
 from sim2real.paths import data_dir
 from sim2real.randomization.distributions import Distribution, distribution, to_yaml
-from sim2real.skewed_env import check_dimensions
+from sim2real.skews.registry import SKEWS, Element
 from sim2real.skews.sensing import per_dimension
 from sim2real.spec import (
     FIELDS,
     SECTIONS,
     SkewSpec,
     SkewSpecError,
+    check_dimensions,
     format_validation_error,
     load_yaml,
+    plain,
 )
 
 # Fields whose value is a noise level, so that a fresh draw at every control step is physical.
-STEP_FIELDS: tuple[str, ...] = ("actuation.noise_std", "sensing.noise_std", "sensing.dropout_prob")
+STEP_FIELDS: tuple[str, ...] = tuple(name for name in FIELDS if SKEWS[name].per_step)
 
 # Fields that act on many elements, and what one element is (``per: element`` draws one each).
 ELEMENTS: dict[str, str] = {
-    "dynamics.friction_scale": "geom",
-    "dynamics.mass_scale": "body",
-    "dynamics.damping_scale": "dof",
-    "dynamics.actuator_strength": "actuator",
-    "actuation.noise_std": "action dimension",
-    "actuation.deadband": "action dimension",
-    "sensing.noise_std": "observation dimension",
-    "sensing.bias_std": "observation dimension",
-    "sensing.dropout_prob": "observation dimension",
+    name: SKEWS[name].acts_on.value for name in FIELDS if SKEWS[name].per_element
 }
 
 RESAMPLE = ("episode", "step")
 PER = ("shared", "element")
 
-
-def _annotation(name: str) -> Any:
-    section, field = name.split(".")
-    return SkewSpec.model_fields[section].annotation.model_fields[field].annotation  # type: ignore[union-attr]
-
-
-def _accepts(name: str, kind: type) -> bool:
-    """Whether the point schema takes a value of ``kind`` (``float``, ``list``) for ``name``."""
-    annotation = _annotation(name)
-    options = typing.get_args(annotation) if typing.get_origin(annotation) else (annotation,)
-    return any(option is kind or typing.get_origin(option) is kind for option in options)
-
-
 # A field can be randomized when the point schema gives it a number (gravity is a vector).
-RANDOMIZABLE: tuple[str, ...] = tuple(name for name in FIELDS if _accepts(name, float))
+RANDOMIZABLE: tuple[str, ...] = tuple(name for name in FIELDS if SKEWS[name].randomizable)
 # Fields that take one number or a list with one per observation dimension.
-PER_DIMENSION: tuple[str, ...] = tuple(name for name in RANDOMIZABLE if _accepts(name, list))
+PER_DIMENSION: tuple[str, ...] = tuple(
+    name for name in RANDOMIZABLE if SKEWS[name].acts_on is Element.OBSERVATION
+)
 
 
 @dataclass(frozen=True)
@@ -136,21 +118,22 @@ class RandomizationSpec:
             raise SkewSpecError(
                 f"randomization spec must be a mapping or a YAML path, got {type(source).__name__}"
             )
-        plain: dict[str, Any] = {}
+        source = plain(source)
+        values: dict[str, Any] = {}
         randomized: dict[str, Randomized] = {}
         for key, value in source.items():
             if key not in SECTIONS or not isinstance(value, Mapping):
                 if isinstance(value, Mapping) and key == "description":
                     raise SkewSpecError(f"description cannot be randomized, got {_flow(value)}")
-                plain[key] = value  # the point schema reports unknown keys and wrong types
+                values[key] = value  # the point schema reports unknown keys and wrong types
                 continue
             for name, entry in value.items():
                 dotted = f"{key}.{name}"
                 if dotted in FIELDS and isinstance(entry, Mapping):
                     randomized[dotted] = _randomized(dotted, entry)
                 else:
-                    plain.setdefault(key, {})[name] = entry
-        fixed = SkewSpec.load(plain)
+                    values.setdefault(key, {})[name] = entry
+        fixed = SkewSpec.load(values)
         fixed_fields = tuple(
             name for name in FIELDS if name.split(".")[1] in _fields_set(fixed, name)
         )
@@ -216,9 +199,9 @@ def _randomized(name: str, entry: Mapping[str, Any]) -> Randomized:
     randomized = Randomized(name, dist, resample, per)
     section, field = name.split(".")
     for end, value in zip(("low", "high"), dist.support, strict=True):
-        plain = value.tolist() if np.ndim(value) else float(value)
+        number = value.tolist() if np.ndim(value) else float(value)
         try:
-            SkewSpec.model_validate({section: {field: plain}})
+            SkewSpec.model_validate({section: {field: number}})
         except ValidationError as error:
             message = format_validation_error(error)
             raise SkewSpecError(f"{message} (the {end} end of {randomized!r})") from None

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
-from sim2real.skews.streams import GaussianStream
+from sim2real.skews.streams import BlockStream
+
+if TYPE_CHECKING:
+    from sim2real.skews.pipeline import Context
 
 
 class ActuationNoise:
@@ -12,19 +17,40 @@ class ActuationNoise:
 
     Args:
         std_fraction: standard deviation as a fraction of each action's range
-            (``high - low``); 0.02 on a [-1, 1] action is 0.04 action units.
+            (``high - low``), one number or one per action dimension; 0.02 on a
+            [-1, 1] action is 0.04 action units.
         low, high: the action bounds (action units); noisy commands are clipped to them.
+        stream: the noise rows in action units (already scaled), one per control step.
     """
 
     field = "actuation.noise_std"
     unit = "x action range"
 
-    def __init__(self, std_fraction: float | np.ndarray, low: np.ndarray, high: np.ndarray) -> None:
+    def __init__(
+        self,
+        std_fraction: float | np.ndarray,
+        low: np.ndarray,
+        high: np.ndarray,
+        stream: BlockStream | None = None,
+    ) -> None:
         self.std = np.asarray(std_fraction, dtype=np.float64) * (high - low)
-        self.stream: GaussianStream | None = None
+        self.stream = stream
+
+    @classmethod
+    def build(cls, value: Any, ctx: Context) -> ActuationNoise | None:
+        span, dim = ctx.high - ctx.low, len(ctx.low)
+        if ctx.per_step(value):  # noise = (std_t * z_t) x action range, std_t drawn each step
+            stream = ctx.per_step_stream(cls.field, value, dim, lambda rows: span * rows)
+            return cls(1.0, ctx.low, ctx.high, stream)
+        std = ctx.elementwise(value, dim)
+        if not std.any():
+            return None
+        noise = cls(std, ctx.low, ctx.high)
+        noise.stream = ctx.streams.gaussian(cls.field, dim, noise.std)
+        return noise
 
     def __call__(self, command: np.ndarray) -> np.ndarray:
-        return self.std * self.stream.next() + command  # type: ignore[union-attr]
+        return self.stream.next() + command  # type: ignore[union-attr]
 
 
 class Deadband:
@@ -32,16 +58,22 @@ class Deadband:
 
     Args:
         fraction: the threshold as a fraction of each action's range
-            (``high - low``); 0.05 on a [-1, 1] action zeroes ``|a| < 0.1``.
+            (``high - low``), one number or one per action dimension; 0.05 on a
+            [-1, 1] action zeroes ``|a| < 0.1``.
         low, high: the action bounds (action units).
     """
 
     field = "actuation.deadband"
     unit = "x action range"
 
-    def __init__(self, fraction: float, low: np.ndarray, high: np.ndarray) -> None:
+    def __init__(self, fraction: float | np.ndarray, low: np.ndarray, high: np.ndarray) -> None:
         self.centre = (high + low) / 2
-        self.threshold = fraction * (high - low)
+        self.threshold = np.asarray(fraction, dtype=np.float64) * (high - low)
+
+    @classmethod
+    def build(cls, value: Any, ctx: Context) -> Deadband | None:
+        fraction = ctx.elementwise(value, len(ctx.low))
+        return cls(fraction, ctx.low, ctx.high) if fraction.any() else None
 
     def __call__(self, command: np.ndarray) -> np.ndarray:
         return np.where(np.abs(command - self.centre) < self.threshold, self.centre, command)

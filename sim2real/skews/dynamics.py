@@ -72,6 +72,20 @@ class DampingScale(_ScaleSkew):
         return self.model.dof_damping
 
 
+class ArmatureScale(_ScaleSkew):
+    """Scales the armature of every degree of freedom (``dof_armature``, kg·m²).
+
+    Armature is the rotor inertia a geared motor adds to its joint (the rotor's
+    inertia times the gear ratio squared); a motor with a heavier rotor or a
+    higher reduction than modelled has a larger one. Unit: multiple of nominal.
+    """
+
+    field = "dynamics.armature_scale"
+
+    def _target(self) -> np.ndarray:
+        return self.model.dof_armature
+
+
 class ActuatorStrength(_ScaleSkew):
     """Scales every actuator's gear (``actuator_gear``): torque per unit command.
 
@@ -132,31 +146,34 @@ class Gravity:
 
 
 class ModelSkews:
-    """The five dynamics skews of one model, applied only when a value changes.
+    """The dynamics skews of one model (every registered one), applied only when a value changes.
 
-    ``apply(values)`` takes ``{"friction_scale": 0.7, ...}``; omitted fields go
-    back to nominal. After any change the derived quantities (subtree masses,
-    inverse weights, actuator accelerations) are recomputed with ``mj_setConst``
-    on a private ``MjData``, so the simulation's own state is never touched.
-    :meth:`restore` leaves the model exactly nominal.
+    ``apply(values)`` takes ``{"friction_scale": 0.7, ...}`` (field names without the
+    section); omitted fields go back to nominal. After any change the derived
+    quantities (subtree masses, inverse weights, actuator accelerations) are
+    recomputed with ``mj_setConst`` on a private ``MjData``, so the simulation's own
+    state is never touched. :meth:`restore` leaves the model exactly nominal.
     """
 
     def __init__(self, model: mujoco.MjModel) -> None:
+        from sim2real.skews.registry import SKEWS, Stage
+
         self.model = model
         self._scratch = mujoco.MjData(model)
         self.skews = {
-            "friction_scale": FrictionScale(model),
-            "mass_scale": MassScale(model),
-            "damping_scale": DampingScale(model),
-            "actuator_strength": ActuatorStrength(model),
-            "gravity": Gravity(model),
+            entry.name: entry.component(model)
+            for entry in SKEWS.values()
+            if entry.stage is Stage.DYNAMICS
+        }
+        self._nominal = {
+            entry.name: entry.nominal for entry in SKEWS.values() if entry.stage is Stage.DYNAMICS
         }
         self._applied: dict[str, Any] = {}
 
     def apply(self, values: dict[str, Any]) -> None:
         changed = False
         for name, skew in self.skews.items():
-            value = _canonical(values.get(name), nominal=None if name == "gravity" else 1.0)
+            value = _canonical(values.get(name), nominal=self._nominal[name])
             current = self._applied.get(name)
             if _same(value, current):
                 continue
@@ -167,8 +184,8 @@ class ModelSkews:
                 skew.apply(value)
                 self._applied[name] = value
             changed = True
-        # Only masses, inertias and gears feed the derived quantities; gravity, friction and
-        # damping do not, but recomputing after any change keeps the rule simple and exact.
+        # Only masses, inertias, armatures and gears feed the derived quantities; gravity,
+        # friction and damping do not, but recomputing after any change keeps the rule simple.
         if changed:
             mujoco.mj_setConst(self.model, self._scratch)
 

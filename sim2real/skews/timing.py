@@ -5,12 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache, cached_property
 from itertools import pairwise
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from sim2real.skews.streams import BlockStream
+
+if TYPE_CHECKING:
+    from sim2real.skews.pipeline import Context
 
 
 @dataclass(frozen=True)
 class Latency:
-    """A delay of ``requested_s`` seconds rounded to whole physics substeps.
+    """A delay of ``requested_s`` seconds rounded to the nearest physics substep.
 
     ``substeps`` is the realized delay; ``effective_s`` is what it amounts to
     (``substeps * substep_s``). ``control_steps, offset = divmod(substeps, frame_skip)``
@@ -23,6 +30,10 @@ class Latency:
 
     field: ClassVar[str] = ""
     unit: ClassVar[str] = "s"
+
+    @classmethod
+    def build(cls, value: Any, ctx: Context) -> Latency:
+        return cls(float(value), ctx.substep_s, ctx.frame_skip)
 
     @cached_property
     def substeps(self) -> int:
@@ -40,11 +51,21 @@ class Latency:
     def offset(self) -> int:
         return self.substeps % self.frame_skip
 
+    @property
+    def rounding(self) -> float:
+        """How far rounding moved the delay, as a fraction of the request (0 when exact)."""
+        if not self.requested_s:
+            return 0.0
+        return abs(self.effective_s - self.requested_s) / self.requested_s
+
     def describe(self) -> str:
-        return (
+        text = (
             f"{self.requested_s:g} s -> {self.substeps} substeps of {self.substep_s:g} s "
             f"= {self.effective_s:g} s ({self.substeps / self.frame_skip:g} control steps)"
         )
+        if self.rounding > 1e-9:
+            text += f", rounded to the substep grid by {100 * self.rounding:.0f} %"
+        return text
 
 
 class ObservationLatency(Latency):
@@ -52,7 +73,8 @@ class ObservationLatency(Latency):
 
     The reading delivered after a control step ending at time ``T`` is the one
     the sensors took at ``T - effective_s``; before the episode began it is the
-    first reading of the episode.
+    first reading of the episode. A delay that is not a whole number of control
+    steps needs a reading in the middle of a step (the env's observation function).
     """
 
     field = "timing.obs_latency_s"
@@ -67,6 +89,37 @@ class ActionLatency(Latency):
     """
 
     field = "timing.action_latency_s"
+
+
+class ControlJitter(Latency):
+    """A random extra delay of each command, on top of the action latency.
+
+    Each command's extra delay is drawn uniformly from the whole substeps
+    ``0, 1, ..., substeps`` (``requested_s`` is the bound, in seconds, rounded to
+    the substep grid), independently per command, from its own random stream
+    ``timing.control_jitter_s``. The actuators apply the newest command that has
+    arrived; a command overtaken by a newer one never acts (a stale packet).
+    """
+
+    field = "timing.control_jitter_s"
+    stream: ClassVar[BlockStream | None] = None  # set by build()
+
+    @classmethod
+    def build(cls, value: Any, ctx: Context) -> ControlJitter | None:
+        jitter = cls(float(value), ctx.substep_s, ctx.frame_skip)
+        if not jitter.substeps:
+            return None
+        object.__setattr__(jitter, "stream", ctx.streams.integers(cls.field, jitter.substeps))
+        return jitter
+
+    def next(self) -> int:
+        """The extra delay of the next command, in substeps."""
+        return int(self.stream.next()[0])  # type: ignore[union-attr]
+
+
+def draw_jitter(rng: np.random.Generator, substeps: int, n: int) -> np.ndarray:
+    """``n`` extra delays in ``0..substeps``, shaped ``(n, 1)``: the block draw of the stream."""
+    return rng.integers(0, substeps + 1, size=(n, 1))
 
 
 Segment = tuple[int, "int | None", bool]
@@ -96,3 +149,49 @@ def _segments(frame_skip: int, action_substeps: int, obs_offset: int) -> tuple[S
         segments.append((end - start, None if index == previous else index, end == capture_at))
         previous = index
     return tuple(segments)
+
+
+class Arrivals:
+    """Which command acts at each substep when every command has its own delay.
+
+    ``issue(command, delay)`` registers the command of the next control step
+    with its delay in substeps; ``segments(capture_at)`` then splits that
+    control step into ``(n_substeps, command or None, capture)`` runs, as
+    :func:`step_segments` does, with the newest arrived command acting. Before
+    the first command arrives the actuators hold it (as with a fixed latency).
+    """
+
+    def __init__(self, frame_skip: int) -> None:
+        self.frame_skip = frame_skip
+        self.clear()
+
+    def clear(self) -> None:
+        self._step = 0
+        self._pending: list[tuple[int, int, np.ndarray]] = []  # (arrival, issued, command)
+        self._acting: tuple[int, np.ndarray | None] = (-1, None)
+
+    def issue(self, command: np.ndarray, delay: int) -> None:
+        if self._acting[1] is None:
+            self._acting = (-1, command)  # held until it has travelled its delay
+        self._pending.append((self._step * self.frame_skip + delay, self._step, command))
+
+    def segments(self, capture_at: int | None) -> list[tuple[int, np.ndarray | None, bool]]:
+        start = self._step * self.frame_skip
+        end = start + self.frame_skip
+        arriving = sorted(p for p in self._pending if p[0] < end)
+        self._pending = [p for p in self._pending if p[0] >= end]
+        cuts = {0, self.frame_skip} | {max(0, a - start) for a, _, _ in arriving}
+        if capture_at:
+            cuts.add(capture_at)
+        out: list[tuple[int, np.ndarray | None, bool]] = []
+        ordered = sorted(cuts)
+        for lo, hi in pairwise(ordered):
+            changed = lo == 0  # the first segment of a step always sets its command
+            while arriving and max(0, arriving[0][0] - start) <= lo:
+                _, issued, command = arriving.pop(0)
+                if issued > self._acting[0]:
+                    self._acting = (issued, command)
+                    changed = True
+            out.append((hi - lo, self._acting[1] if changed else None, hi == capture_at))
+        self._step += 1
+        return out

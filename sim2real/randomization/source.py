@@ -1,0 +1,156 @@
+"""The randomization source: a fresh point in skew space every episode, drawn from a spec.
+
+Where the draws come from: a reset with a seed gives the source its ``"source"``
+generator (:func:`sim2real.skews.pipeline.reset_generators`); each randomized field
+draws from its own generator, :func:`~sim2real.skews.pipeline.field_generator` of
+that one keyed by the field's name, so that randomizing one more field changes no
+other field's draws. A per-episode field draws 64 episodes at a time (one
+generator call); a ``resample: step`` field is handed to the pipeline as its
+distribution, which draws a fresh level at every step from the same per-field
+generator.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sim2real.point import LATENCIES, Point, Shown, check_length, check_point
+from sim2real.randomization.distributions import Distribution
+from sim2real.randomization.spec import RandomizationSpec, Randomized
+from sim2real.skews.pipeline import Context, field_generator
+from sim2real.skews.registry import SKEWS
+from sim2real.spec import SkewSpec, SkewSpecError, field_info
+
+_EPISODE_BLOCK = 64  # episodes' draws per generator call
+
+
+class RandomizationSource:
+    """Draws every episode's point from a randomization spec around a fixed base.
+
+    Args:
+        spec: a :class:`RandomizationSpec`, a mapping in the randomization schema,
+            or a YAML path (see :mod:`sim2real.randomization.spec`).
+        base: the fixed point that every field the spec leaves alone takes (a skew
+            spec, mapping or YAML path; default all nominal).
+
+    Attributes:
+        spec: the validated randomization spec.
+        drawn: the last point drawn, latencies as requested (the env's point has them
+            as realized on its substep grid).
+    """
+
+    def __init__(
+        self,
+        spec: RandomizationSpec | Mapping[str, Any] | str | Path,
+        base: SkewSpec | Mapping[str, Any] | str | Path | None = None,
+    ) -> None:
+        self.spec = RandomizationSpec.load(spec)
+        self.base = SkewSpec.load(base)
+        point = self.spec.over(self.base)
+        self._fixed = Point(
+            {k: v for k, v in point.active().items() if k not in self.spec.randomized}
+        )
+        self._step = {
+            name: _config(r) for name, r in self.spec.randomized.items() if r.resample == "step"
+        }
+        self._episode: list[tuple[str, Distribution, tuple[int, ...]]] = []
+        self._rng: np.random.Generator | None = None
+        self._draws: dict[str, Iterator[np.ndarray]] = {}
+        self.drawn = Point()
+
+    # ------------------------------------------------------------------ the protocol
+    def bind(self, context: Context) -> RandomizationSource:
+        """A copy of this source for one env: element counts and latency bounds checked."""
+        check_point(self._fixed, context)
+        bound = copy.copy(self)
+        bound._episode = []
+        for name, randomized in self.spec.randomized.items():
+            _check_support(name, randomized, context)
+            if randomized.resample == "step":
+                continue
+            size: tuple[int, ...]
+            if randomized.per == "element":
+                size = (int(context.elements[SKEWS[name].acts_on]),)
+            else:  # one variate per episode, scaled into each dimension's range
+                size = (1,) * len(randomized.dist.shape)
+            bound._episode.append((name, randomized.dist, size))
+        bound._rng, bound._draws = None, {}
+        return bound
+
+    def draw(self, rng: np.random.Generator) -> Point:
+        if rng is not self._rng:  # a new seed: new per-field generators
+            self._rng = rng
+            self._draws = {
+                name: _episode_draws(field_generator(rng, name), dist, size)
+                for name, dist, size in self._episode
+            }
+        point = Point(self._fixed)
+        for name, draws in self._draws.items():
+            value = next(draws)
+            point[name] = value.tolist() if value.ndim else float(value)
+        point.update(self._step)
+        self.drawn = point
+        return point
+
+    def describe(self, shown: Shown) -> list[str]:
+        """The randomized fields with their distributions, then the fixed (base) values."""
+        lines = [
+            "  randomized (drawn each episode unless marked):"
+            if self.spec.randomized
+            else "  randomized: nothing (every field fixed)"
+        ]
+        for name, randomized in self.spec.randomized.items():
+            unit, meaning = field_info(name)
+            lines.append(f"    {name:<28} {randomized!r}  [{unit}] {meaning}")
+        lines.append(
+            "  fixed (base):" if self._fixed else "  fixed (base): every other field nominal"
+        )
+        for name, value in self._fixed.items():
+            unit, meaning = field_info(name)
+            lines.append(f"    {name:<28} {shown(name, value)}  [{unit}] {meaning}")
+        return lines
+
+    def __repr__(self) -> str:
+        return f"RandomizationSource({len(self.spec.randomized)} randomized fields)"
+
+
+def _config(randomized: Randomized) -> dict[str, Any]:
+    """A per-step field as it stands in a point: its distribution's config, JSON-ready."""
+    params = {k: v.tolist() for k, v in randomized.dist.params().items()}
+    config: dict[str, Any] = {"dist": randomized.dist.name, **params, "resample": "step"}
+    if randomized.per == "element":
+        config["per"] = "element"
+    return config
+
+
+def _check_support(name: str, randomized: Randomized, ctx: Context) -> None:
+    """Per-dimension parameters of the right length; latency draws within an episode."""
+    shape = randomized.dist.shape
+    if shape and name in SKEWS and SKEWS[name].per_element:
+        check_length(name, shape[0], ctx, where=f" in {randomized!r}")
+    if name in LATENCIES:
+        high = float(np.max(randomized.dist.support[1]))
+        if ctx.time_limit_s is not None and high > ctx.time_limit_s:
+            raise SkewSpecError(
+                f"{name} can draw {high:g} s, longer than an episode ({ctx.time_limit_s:g} s), "
+                f"in {randomized!r}; allowed: at most {ctx.time_limit_s:g} s"
+            )
+        if name == "timing.obs_latency_s" and not ctx.mid_step_obs and high > 0:
+            raise SkewSpecError(
+                f"{name} randomized in {randomized!r} can fall between control steps and "
+                "needs a reading in the middle of a step, but this env has no _get_obs; pass "
+                "obs_fn=<callable returning the observation> to make/SkewedEnv"
+            )
+
+
+def _episode_draws(
+    rng: np.random.Generator, dist: Distribution, shape: tuple[int, ...]
+) -> Iterator[np.ndarray]:
+    """One draw per episode, sampled 64 episodes at a time (one generator call, not 64)."""
+    while True:
+        yield from dist.sample(rng, (_EPISODE_BLOCK, *shape))

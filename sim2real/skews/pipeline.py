@@ -1,0 +1,282 @@
+"""From a point to the section-3 pipeline: one function, reading the skew registry.
+
+:func:`build_pipeline` turns a point (the exact skew values of one episode) into
+the components that act on commands, readings and timing, calling
+``component.build(value, context)`` for every registered skew of those stages.
+Dynamics skews are model edits (:class:`~sim2real.skews.dynamics.ModelSkews`);
+the pipeline carries their values. The :class:`Context` is what a component may
+know of its env: action bounds, observation size, substep grid, element counts,
+and the env's named random streams.
+
+Random streams (DESIGN.md section 3): every reset with a seed spawns one
+generator per stream name from ``SeedSequence(seed)`` (:func:`reset_generators`).
+The names of today's streams keep their historical spawn index
+(:data:`STREAMS`), so a fixed spec gives the same episode bit for bit as before;
+any other name is keyed by a hash of the name, so adding a skew never changes
+another's draws. Block streams (256 rows per generator call) live until the next
+seed. A source draws its point from the ``"source"`` generator; a field drawn
+afresh at every step draws from :func:`field_generator` of that generator.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from sim2real.skews.actuation import ActuationNoise, Deadband
+from sim2real.skews.registry import SKEWS, Element, Stage
+from sim2real.skews.sensing import SensorBias, SensorDropout, SensorNoise, Sensors
+from sim2real.skews.streams import BlockStream, below, gaussian
+from sim2real.skews.timing import (
+    ActionLatency,
+    ControlJitter,
+    ObservationLatency,
+    Segment,
+    draw_jitter,
+    step_segments,
+)
+
+# Spawn index of each stream from the reset's SeedSequence, fixed forever (see module doc).
+STREAMS: tuple[str, ...] = (
+    "actuation.noise_std",
+    "sensing.noise_std",
+    "sensing.bias_std",
+    "sensing.dropout_prob",
+    "source",
+)
+
+
+def stream_key(name: str) -> int:
+    """The spawn key of stream ``name``: its index in :data:`STREAMS`, else a hash above 2^32."""
+    if name in STREAMS:
+        return STREAMS.index(name)
+    return 2**32 + zlib.crc32(name.encode())
+
+
+def _child(root: np.random.SeedSequence, name: str) -> np.random.Generator:
+    seq = np.random.SeedSequence(
+        root.entropy, spawn_key=(*root.spawn_key, stream_key(name)), pool_size=root.pool_size
+    )
+    return np.random.Generator(np.random.PCG64(seq))
+
+
+def reset_generators(
+    seed: int | None, names: tuple[str, ...] | None = None
+) -> dict[str, np.random.Generator]:
+    """The named generators of one reset with ``seed`` (``None``: fresh entropy).
+
+    ``names`` defaults to :data:`STREAMS` and every stream a registered skew needs.
+    ``reset_generators(s)["sensing.noise_std"]`` is the generator whose blocks of
+    256 standard-normal rows, scaled by the noise level, are the sensor noise of an
+    episode reset with seed ``s``.
+    """
+    root = np.random.SeedSequence(seed)
+    wanted = names or tuple(dict.fromkeys(STREAMS + ALL_STREAMS))
+    return {name: _child(root, name) for name in wanted}
+
+
+def field_generator(source: np.random.Generator, field: str) -> np.random.Generator:
+    """The generator of randomized field ``field``, derived from a reset's ``"source"`` one.
+
+    A randomization draws each field's per-episode values, and a per-step field its
+    per-step values, from this generator, so that drawing one more field changes no
+    other field's draws.
+    """
+    return _child(source.bit_generator.seed_seq, field)  # type: ignore[attr-defined]
+
+
+ALL_STREAMS: tuple[str, ...] = tuple(
+    dict.fromkeys(name for entry in SKEWS.values() for name in entry.streams)
+)
+
+
+class Streams:
+    """The block streams of one env, from the generators of its last seeded reset."""
+
+    def __init__(self) -> None:
+        self.generators: dict[str, np.random.Generator] = {}
+        self._blocks: dict[str, tuple[Any, BlockStream]] = {}
+
+    def reseed(self, seed: int | None) -> None:
+        self.generators = reset_generators(seed)
+        self._blocks = {}
+
+    def _kept(self, name: str, key: Any, make: Callable[[], BlockStream]) -> BlockStream:
+        """The stream of ``name``, kept while ``key`` (its kind and scale) stays the same."""
+        held = self._blocks.get(name)
+        if held is not None and _same_key(held[0], key):
+            return held[1]
+        stream = make()
+        self._blocks[name] = (key, stream)
+        return stream
+
+    def gaussian(self, name: str, dim: int, scale: np.ndarray) -> BlockStream:
+        """Rows ``scale * N(0, 1)`` from generator ``name``."""
+        rng = self.generators[name]
+        return self._kept(name, ("gaussian", dim, scale), lambda: gaussian(rng, dim, scale))
+
+    def below(self, name: str, dim: int, prob: Any) -> BlockStream:
+        """Boolean rows, True with probability ``prob``, from generator ``name``."""
+        rng = self.generators[name]
+        return self._kept(name, ("below", dim, prob), lambda: below(rng, dim, prob))
+
+    def integers(self, name: str, high: int) -> BlockStream:
+        """Rows of one integer uniform on ``0..high``, from generator ``name``."""
+        rng = self.generators[name]
+        return self._kept(
+            name, ("integers", high), lambda: BlockStream(lambda n: draw_jitter(rng, high, n))
+        )
+
+    def per_step(self, name: str, key: Any, make: Callable[[], BlockStream]) -> BlockStream:
+        return self._kept(f"step:{name}", key, make)
+
+
+def _same_key(a: Any, b: Any) -> bool:
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, tuple):
+        return len(a) == len(b) and all(_same_key(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, np.ndarray):
+        return a.shape == b.shape and bool(np.array_equal(a, b))
+    return bool(a == b)
+
+
+@dataclass
+class Context:
+    """What a component may know of its env when it is built.
+
+    Attributes:
+        low, high: the action bounds (action units).
+        obs_dim: the number of observation dimensions.
+        substep_s: the physics substep (``model.opt.timestep``), seconds.
+        frame_skip: physics substeps per control step.
+        elements: how many of each element the env has (geoms, bodies, ...).
+        time_limit_s: the episode's time limit, when known.
+        mid_step_obs: whether an observation can be read in the middle of a step.
+        streams: the env's random streams.
+    """
+
+    low: np.ndarray
+    high: np.ndarray
+    obs_dim: int
+    substep_s: float
+    frame_skip: int
+    elements: Mapping[Element, int]
+    time_limit_s: float | None = None
+    mid_step_obs: bool = True
+    streams: Streams = field(default_factory=Streams)
+
+    @property
+    def control_dt(self) -> float:
+        return self.substep_s * self.frame_skip
+
+    @staticmethod
+    def per_step(value: Any) -> bool:
+        """Whether ``value`` is a per-step distribution (a mapping) rather than a number."""
+        return isinstance(value, Mapping)
+
+    @staticmethod
+    def elementwise(value: Any, dim: int) -> np.ndarray:
+        """One number or one per element, as an array of length ``dim``."""
+        array = np.asarray(value, dtype=np.float64)
+        return np.full(dim, float(array)) if array.ndim == 0 else array
+
+    def per_step_stream(
+        self,
+        name: str,
+        config: Mapping[str, Any],
+        dim: int,
+        transform: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> BlockStream:
+        """The rows of a per-step field: ``level_t * z_t`` (noise) or ``u_t - p_t`` (dropout),
+        the level drawn at each step from the field's distribution, then ``transform``.
+
+        Drawn from :func:`field_generator` of the reset's ``"source"`` generator; the stream
+        is kept across episodes until the next seed (while its distribution stays the same).
+        """
+        from sim2real.randomization.distributions import distribution
+
+        def make() -> BlockStream:
+            rng = field_generator(self.streams.generators["source"], name)
+            params = {k: v for k, v in config.items() if k not in ("resample", "per")}
+            sample = distribution(params).sample
+            columns = dim if config.get("per") == "element" else 1
+            if name == SensorDropout.field:
+                raw = lambda n: rng.random((n, dim)) - sample(rng, (n, columns))  # noqa: E731
+            else:
+                raw = lambda n: sample(rng, (n, columns)) * rng.standard_normal((n, dim))  # noqa: E731
+            if transform is None:
+                return BlockStream(raw)
+            return BlockStream(lambda n: transform(raw(n)))
+
+        return self.streams.per_step(name, (repr(sorted(config.items())), dim), make)
+
+
+@dataclass
+class Pipeline:
+    """The components of one episode's point, in the order they act (DESIGN.md section 3).
+
+    Attributes:
+        dynamics: the model edits' values by field name without the section.
+        commands: the command transforms (noise, then deadband), applied in order.
+        clip: whether noisy commands must be clipped to the action bounds here.
+        sensors: bias, noise, dropout of each reading.
+        obs_latency, action_latency: the latencies as realized on the substep grid.
+        jitter: the per-command extra delay, if any.
+        segments: one control step split at the command and capture changes.
+    """
+
+    dynamics: dict[str, Any]
+    commands: tuple[Callable[[np.ndarray], np.ndarray], ...]
+    noisy: bool
+    sensors: Sensors
+    obs_latency: ObservationLatency
+    action_latency: ActionLatency
+    jitter: ControlJitter | None
+    segments: tuple[Segment, ...]
+
+    @property
+    def direct(self) -> bool:
+        """Whether commands reach the actuators unchanged and at once (the upstream step)."""
+        return not (
+            self.commands or self.action_latency.substeps or self.obs_latency.offset or self.jitter
+        )
+
+
+def build_pipeline(point: Mapping[str, Any], ctx: Context) -> Pipeline:
+    """The pipeline of ``point`` (``{"section.field": value}``, omitted fields nominal).
+
+    Every registered skew is built by its component from its value; the dynamics
+    values are collected for the model edits.
+    """
+    built: dict[str, Any] = {}
+    dynamics: dict[str, Any] = {}
+    for name, entry in SKEWS.items():
+        value = point.get(name, entry.nominal)
+        if entry.stage is Stage.DYNAMICS:
+            if value is not None and value != entry.nominal:
+                dynamics[entry.name] = value
+            continue
+        built[name] = entry.component.build(value, ctx)
+    noise: ActuationNoise | None = built["actuation.noise_std"]
+    deadband: Deadband | None = built["actuation.deadband"]
+    sensors = Sensors(_of(built, SensorBias), _of(built, SensorNoise), _of(built, SensorDropout))
+    obs_latency, action_latency = built["timing.obs_latency_s"], built["timing.action_latency_s"]
+    return Pipeline(
+        dynamics=dynamics,
+        commands=tuple(c for c in (noise, deadband) if c is not None),
+        noisy=noise is not None,
+        sensors=sensors,
+        obs_latency=obs_latency,
+        action_latency=action_latency,
+        jitter=built["timing.control_jitter_s"],
+        segments=step_segments(action_latency, obs_latency),
+    )
+
+
+def _of(built: Mapping[str, Any], kind: type) -> Any:
+    return built[kind.field]  # type: ignore[attr-defined]
