@@ -55,6 +55,7 @@ class Suite(BaseModel):
     real: str = "default"
     extra: list[str] = []
     bootstrap_seed: int = 0
+    reference: str = "sim"  # the group whose sim return is the competence to keep
     tasks: list[_TaskEntry] = Field(min_length=1)
     _seed_override: list[int] | None = PrivateAttr(default=None)  # benchmark --seeds
 
@@ -137,7 +138,7 @@ def run(
             progress=progress,
             bootstrap_seed=suite.bootstrap_seed,
         )
-        rows.extend(_rows(report, list(entry.groups)))
+        rows.extend(kept_shares(_rows(report, list(entry.groups)), suite.reference))
         write_tables(rows, suite, out)  # after every task: a partial table is never lost
     return {"rows": rows}
 
@@ -161,6 +162,39 @@ def _rows(report: Any, group_names: list[str]) -> list[dict[str, Any]]:
     return rows
 
 
+def kept_shares(rows: list[dict[str, Any]], reference: str = "sim") -> list[dict[str, Any]]:
+    """Each row with ``kept_<variant>``: its return on that variant as a share of the
+    ``reference`` group's sim return on the same task (the competence to keep).
+
+    The interval is the row's return interval divided by the reference's mean sim
+    return (the reference treated as fixed); ``None`` without a reference row or when
+    the reference's sim return is not positive.
+    """
+    reference_sim = {
+        row["task"]: (row.get("sim") or {}).get("value")
+        for row in rows
+        if row["group"] == reference
+    }
+    out = []
+    for row in rows:
+        row = dict(row)
+        base = reference_sim.get(row["task"])
+        for variant in [k for k, v in row.items() if isinstance(v, dict) and "value" in v]:
+            if variant.startswith(("gap_", "relative_gap_", "kept_")):
+                continue
+            estimate = row[variant]
+            row[f"kept_{variant}"] = {
+                key: (
+                    None
+                    if base is None or base <= 0 or estimate.get(key) is None
+                    else estimate[key] / base
+                )
+                for key in ("value", "low", "high")
+            }
+        out.append(row)
+    return out
+
+
 def _fmt(estimate: dict[str, float | None], scale: float = 1.0, suffix: str = "") -> str:
     value, low, high = (estimate.get(k) for k in ("value", "low", "high"))
     if value is None:
@@ -180,27 +214,34 @@ def write_tables(rows: list[dict[str, Any]], suite: Suite, out: Path) -> None:
                 "seeds": suite.seed_list,
                 "real": suite.real,
                 "extra": suite.extra,
+                "reference": suite.reference,
                 "rows": rows,
             },
             indent=2,
         )
     )
+    columns = ["sim", *variants]
     header = (
-        ["task", "policies", "sim return"]
-        + [f"{v} return" for v in variants]
+        ["task", "policies"]
+        + [f"kept on {v}" for v in columns]
+        + [f"{v} return" for v in columns]
         + [f"gap to {v} (relative)" for v in variants]
     )
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
-        cells = [row["task"], f"{row['group']} ({row['replication']})", _fmt(row["sim"])]
-        cells += [_fmt(row[v]) for v in variants]
+        cells = [row["task"], f"{row['group']} ({row['replication']})"]
+        cells += [_fmt(row.get(f"kept_{v}") or {}, 100, "%") for v in columns]
+        cells += [_fmt(row[v]) for v in columns]
         cells += [
             f"{_fmt(row[f'gap_{v}'])} ({_fmt(row[f'relative_gap_{v}'], 100, '%')})"
             for v in variants
         ]
         lines.append("| " + " | ".join(cells) + " |")
     note = (
-        f"\nMean raw return over episode seeds {suite.seed_list[0]}..{suite.seed_list[-1]} "
+        f"\nKept: the group's mean return on a variant as a share of the `{suite.reference}` "
+        "group's mean sim return on the same task (the competence a robust policy should "
+        "keep on the robot; its interval treats that reference as fixed). "
+        f"Mean raw return over episode seeds {suite.seed_list[0]}..{suite.seed_list[-1]} "
         "per policy, then over training seeds; 95% bootstrap intervals in brackets. "
         "Gap = sim - real, paired by seed.\n"
     )

@@ -97,3 +97,33 @@ def test_bad_suites_fail_in_one_line_before_any_episode(tmp_path, capsys, change
 def test_unknown_task_filter_is_refused():
     with pytest.raises(ValueError, match="'hopr' is not in the suite"):
         load_suite(None, ["Hopr"])
+
+
+def test_kept_share_divides_by_the_reference_groups_sim_return():
+    from sim2real.benchmark import kept_shares
+
+    def est(value, low=None, high=None):
+        return {"value": value, "low": low, "high": high}
+
+    rows = [
+        {
+            "task": "Hopper",
+            "group": "sim",
+            "sim": est(2000.0, 1800.0, 2200.0),
+            "default": est(500.0),
+            "gap_default": est(1500.0),
+        },
+        {
+            "task": "Hopper",
+            "group": "dr",
+            "sim": est(1800.0),
+            "default": est(1500.0, 1200.0, 1700.0),
+        },
+        {"task": "Walker2d", "group": "dr", "sim": est(100.0)},  # no reference on this task
+    ]
+    sim_row, dr_row, lonely = kept_shares(rows)
+    assert sim_row["kept_sim"]["value"] == 1.0
+    assert sim_row["kept_default"]["value"] == 0.25
+    assert "kept_gap_default" not in sim_row
+    assert dr_row["kept_default"] == {"value": 0.75, "low": 0.6, "high": 0.85}
+    assert lonely["kept_sim"]["value"] is None
