@@ -189,3 +189,31 @@ def test_policies_variants_and_lanes_as_the_local_engine() -> None:
         records[engine] = sorted(tuple(e.to_record().items()) for e in found)
     assert len(records["batch"]) == len(jobs)
     assert records["batch"] == records["local"]
+
+
+def test_every_dynamics_field() -> None:
+    """Gravity, damping and (where the schema has it) armature, besides the presets' fields."""
+    from sim2real.spec import SkewSpec
+
+    dynamics = {"gravity": [0.5, 0.0, -7.0], "damping_scale": 2.0, "friction_scale": 0.5}
+    if "armature_scale" in SkewSpec().dynamics.model_dump():
+        dynamics["armature_scale"] = 3.0
+    spec = {"dynamics": dynamics}
+    n = 2
+    envs = [sim2real.make("Walker2d", skews=spec) for _ in range(n)]
+    sim = BatchSim("Walker2d", n, nthread=1)
+    pipe = sim.pipeline(spec)
+    assert set(pipe.dynamics) == set(dynamics)
+    obs = sim.reset(range(n), [3, 4], [pipe] * n)
+    assert np.array_equal(
+        obs, np.stack([e.reset(seed=s)[0] for e, s in zip(envs, [3, 4], strict=True)])
+    )
+    rng = np.random.default_rng(5)
+    for _ in range(30):
+        actions = rng.uniform(-1, 1, (n, sim.nu)).astype(np.float32)
+        result = sim.step(np.arange(n), actions)
+        for i, env in enumerate(envs):
+            obs, reward, terminated, _, _ = env.step(actions[i])
+            assert np.array_equal(obs, result.obs[i]) and reward == result.reward[i]
+            if terminated:
+                return

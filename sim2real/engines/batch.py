@@ -7,7 +7,7 @@ DESIGN.md section 3 per simulation, equal to the local pipeline
 
 - dynamics as per-simulation model fields (``expand``: ``geom_friction``,
   ``body_mass`` + ``body_inertia`` then ``set_const``, ``dof_damping``,
-  ``actuator_gear``, ``opt.gravity``), always relative to the nominal model;
+  ``actuator_gear``, ``opt.gravity``, ``dof_armature``), always relative to the nominal model;
 - action and observation latencies on the substep grid, by stepping each
   control step in the segments of :func:`sim2real.skews.step_segments`;
 - actuation noise and deadband, sensor bias, noise and dropout, from the same
@@ -65,6 +65,7 @@ SUPPORTED = frozenset(
         "dynamics.damping_scale",
         "dynamics.actuator_strength",
         "dynamics.gravity",
+        "dynamics.armature_scale",
         "actuation.noise_std",
         "actuation.deadband",
         "sensing.noise_std",
@@ -74,7 +75,14 @@ SUPPORTED = frozenset(
         "timing.action_latency_s",
     }
 )
-_DYNAMICS = ("friction_scale", "mass_scale", "damping_scale", "actuator_strength", "gravity")
+_DYNAMICS = (
+    "friction_scale",
+    "mass_scale",
+    "damping_scale",
+    "actuator_strength",
+    "gravity",
+    "armature_scale",
+)
 
 
 # ---------------------------------------------------------------------- one episode's pipeline
@@ -233,6 +241,7 @@ class BatchDynamics:
             "damping_scale": model.dof_damping.copy(),
             "actuator_strength": model.actuator_gear.copy(),
             "gravity": model.opt.gravity.copy(),
+            "armature_scale": model.dof_armature.copy(),
         }
         self.applied: list[dict[str, Any]] = [{} for _ in range(batch.nsim)]
         self._fields: dict[str, np.ndarray] | None = None
@@ -247,6 +256,7 @@ class BatchDynamics:
                 "damping": b.expand("dof_damping"),
                 "gear": b.expand("actuator_gear"),
                 "gravity": b.expand("opt.gravity"),
+                "armature": b.expand("dof_armature"),
             }
         return self._fields
 
@@ -272,6 +282,9 @@ class BatchDynamics:
         )
         f["gear"][sim] = nominal["actuator_strength"] * _per_row(
             wanted.get("actuator_strength", one), nominal["actuator_strength"]
+        )
+        f["armature"][sim] = nominal["armature_scale"] * _per_row(
+            wanted.get("armature_scale", one), nominal["armature_scale"]
         )
         gravity = wanted.get("gravity")
         f["gravity"][sim] = nominal["gravity"] if gravity is None else gravity
