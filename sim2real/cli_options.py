@@ -161,6 +161,15 @@ def positive_int(text: str) -> int:
     return value
 
 
+def existing_file(text: str) -> Path:
+    """An argparse type: a path to an existing file."""
+    path = Path(text)
+    if not path.is_file():
+        what = "is a folder" if path.is_dir() else "does not exist"
+        raise argparse.ArgumentTypeError(f"{text!r} {what}; give a file")
+    return path
+
+
 def probability(text: str) -> float:
     """An argparse type: a number strictly between 0 and 1."""
     try:

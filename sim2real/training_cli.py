@@ -11,7 +11,14 @@ import re
 import shutil
 from pathlib import Path
 
-from sim2real.cli_options import add_no_progress, add_out, add_overwrite, add_resume
+from sim2real.cli_options import (
+    add_no_progress,
+    add_out,
+    add_overwrite,
+    add_resume,
+    existing_file,
+    positive_int,
+)
 from sim2real.tasks import tasks
 
 ALGO_NAMES = ("ppo", "sac", "td3", "rppo")  # sim2real.training.ALGOS (a test checks)
@@ -24,13 +31,19 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``train`` options, shared by the CLI and ``scripts/train_policy.py``."""
     parser.add_argument("--task", required=True, help=f"one of {', '.join(tasks())}")
     parser.add_argument("--algo", default="ppo", choices=ALGO_NAMES, help="the SB3 algorithm")
-    parser.add_argument("--randomization", type=Path, help="randomization spec YAML (DR training)")
+    parser.add_argument(
+        "--randomization", type=existing_file, help="randomization spec YAML (DR training)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seeds the model, the envs and torch")
-    parser.add_argument("--timesteps", type=int, help="total env steps (default: from config)")
+    parser.add_argument(
+        "--timesteps", type=positive_int, help="total env steps (default: from config)"
+    )
     add_out(parser, DEFAULT_OUT, help="output folder of the run")
     add_resume(parser, help="continue the run in --out from its latest checkpoint")
     add_overwrite(parser, help="replace the run already in --out")
-    parser.add_argument("--config", type=Path, help="hyperparameter YAML (default: shipped)")
+    parser.add_argument(
+        "--config", type=existing_file, help="hyperparameter YAML (default: shipped)"
+    )
     add_robustify_arguments(parser)
     add_no_progress(parser)
 

@@ -275,6 +275,17 @@ CLI_CASES: list[tuple[str, list[str], tuple[str, ...]]] = [
         ("--resume", "--overwrite"),
     ),
     ("train unknown task", ["train", "--task", "Hoper", "--out", "{tmp}"], ("Hoper",)),
+    ("train --timesteps 0", ["train", "--task", "Hopper", "--timesteps", "0"], ("--timesteps",)),
+    (
+        "train missing config",
+        ["train", "--task", "Hopper", "--config", "{tmp}/c.yaml"],
+        ("--config", "c.yaml"),
+    ),
+    (
+        "train missing randomization",
+        ["train", "--task", "Hopper", "--randomization", "dr.yaml"],
+        ("--randomization", "dr.yaml"),
+    ),
     ("train unknown algo", ["train", "--task", "Hopper", "--algo", "dqn"], ("--algo", "dqn")),
     ("demo unknown task", ["demo", "--task", "Hoppr", "--out", "{tmp}"], ("Hoppr",)),
     ("benchmark unknown task", ["benchmark", "--tasks", "Nope", "--out", "{tmp}"], ("Nope",)),
