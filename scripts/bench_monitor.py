@@ -1,0 +1,225 @@
+"""Benchmark of the skew monitor (issue 12): false alarms, delays, identification, cost.
+
+For each task and sensor noise level: prepare a monitor on sim episodes driven by the
+shipped sim-trained policy (seeds from 10,000), count false alarms on fresh sim episodes
+(seeds from 20,000; the monitor is re-armed after each alarm), then run each skew alone
+(seeds from 30,000) and record the first alarm, the suspect and estimate at the alarm,
+25 steps after it and at the episode's end. Results go to ``--out`` (one JSON per task and
+noise, reused unless ``--fresh``) and the table is printed.
+
+    python scripts/bench_monitor.py --tasks Hopper --episodes 20
+    python scripts/bench_monitor.py --table-only      # print the table of saved results
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+SKEWS = {
+    "mass 1.1x": ({"dynamics": {"mass_scale": 1.1}}, "dynamics.mass_scale", 1.1),
+    "friction 0.8x": ({"dynamics": {"friction_scale": 0.8}}, "dynamics.friction_scale", 0.8),
+    "motor 0.9x": ({"dynamics": {"actuator_strength": 0.9}}, "dynamics.actuator_strength", 0.9),
+    "damping 1.5x": ({"dynamics": {"damping_scale": 1.5}}, "dynamics.damping_scale", 1.5),
+    "obs latency 20 ms": ({"timing": {"obs_latency_s": 0.02}}, "timing.total_latency_s", 0.02),
+    "action latency 10 ms": (
+        {"timing": {"action_latency_s": 0.01}},
+        "timing.total_latency_s",
+        0.01,
+    ),
+}
+
+
+def _summary(suspects, estimate) -> dict:
+    return {
+        "suspect": suspects[0].field if suspects else None,
+        "estimate": None if estimate is None else estimate.value,
+        "low": None if estimate is None else estimate.low,
+        "high": None if estimate is None else estimate.high,
+        "substeps": None if estimate is None else estimate.substeps,
+    }
+
+
+def run_episode(monitor, obs: np.ndarray, actions: np.ndarray) -> dict:
+    """One stream through the monitor: the first alarm and the identification around it."""
+    monitor.reset()
+    out: dict = {"steps": len(actions), "alarm": None, "at_alarm": None, "after_25": None}
+    for t in range(len(actions)):
+        state = monitor.update(obs[t], actions[t])
+        if state.alarm and out["alarm"] is None:
+            out["alarm"], out["channel"] = state.alarm_step, state.channel
+            out["at_alarm"] = _summary(state.suspects, state.estimate)
+        if out["alarm"] is not None and out["after_25"] is None and t + 1 >= out["alarm"] + 25:
+            out["after_25"] = _summary(*monitor.identify())
+    out["at_end"] = _summary(*monitor.identify())
+    return out
+
+
+def false_alarms(monitor, streams) -> tuple[int, int]:
+    """Alarms and tested steps over sim streams, re-arming after each alarm."""
+    alarms = steps = 0
+    for obs, actions in streams:
+        monitor.reset()
+        for t in range(len(actions)):
+            state = monitor.update(obs[t], actions[t])
+            steps += 1
+            if state.alarm:
+                alarms += 1
+                monitor.rearm()
+    return alarms, steps
+
+
+def bench(task: str, noise: float, args: argparse.Namespace) -> dict:
+    from sim2real.remedies.monitor import SkewMonitor, sim_streams
+
+    policy = f"policies/{task}/sim/seed0"
+    path = args.out / f"monitor_{task}_{noise:g}.json"
+    t0 = time.perf_counter()
+    if path.exists() and not args.fresh:
+        monitor = SkewMonitor.load(path)
+    else:
+        monitor = SkewMonitor(
+            task, args.rate, noise, policy=policy, prepare_steps=args.prepare_steps,
+            seed=10_000, identify_every=0,
+        )  # fmt: skip
+        monitor.save(path)
+    monitor.identify_every = 0
+    prepare_s = time.perf_counter() - t0
+    print(f"{task} noise {noise:g}: prepared in {prepare_s:.0f} s", flush=True)
+    result: dict = {"task": task, "noise": noise, "prepare_s": prepare_s}
+    result["calibration"] = {
+        "steps": monitor.calibration.steps,
+        "exact_share": monitor.calibration.exact_share,
+    }
+    streams = sim_streams(task, policy, args.fa_steps, 20_000, noise, lanes=8)
+    alarms, steps = false_alarms(monitor, streams)
+    result["false_alarms"] = {"alarms": alarms, "steps": steps, "episodes": len(streams)}
+    print(f"  false alarms {alarms} in {steps} tested steps", flush=True)
+    result["skews"] = {}
+    for name, (skews, field, truth) in SKEWS.items():
+        streams = sim_streams(
+            task, policy, 0, 30_000, noise, skews=skews, lanes=8, episodes=args.episodes
+        )
+        episodes = [run_episode(monitor, obs, act) for obs, act in streams]
+        result["skews"][name] = {"field": field, "truth": truth, "episodes": episodes}
+        found = [e for e in episodes if e["alarm"] is not None]
+        print(f"  {name}: {len(found)}/{len(episodes)} detected", flush=True)
+    return result
+
+
+def cost(task: str, steps: int = 3000) -> dict:
+    """Milliseconds per update without the matched filters, side by side with env.step."""
+    import sim2real  # noqa: F401
+    from sim2real.remedies.monitor import SkewMonitor, sim_streams
+
+    monitor = SkewMonitor(task, 1e-4, 0.01, matched=False, prepare_steps=2000)
+    full = SkewMonitor(task, 1e-4, 0.01, prepare_steps=2000)
+    streams = sim_streams(task, None, steps, 5, 0.01, lanes=1)
+    out = {}
+    for label, mon in (("update (omnibus only)", monitor), ("update (matched filters)", full)):
+        elapsed = n = 0
+        for obs, act in streams:
+            mon.reset()
+            t0 = time.perf_counter()
+            for t in range(len(act)):
+                mon.update(obs[t], act[t])
+            elapsed += time.perf_counter() - t0
+            n += len(act)
+        out[label] = 1e3 * elapsed / n
+    import gymnasium as gym
+
+    env = gym.make(f"sim2real/{task}-sim-v0")
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        _, _, term, trunc, _ = env.step(rng.uniform(-1, 1, env.action_space.shape))
+        if term or trunc:
+            env.reset()
+    out["env.step (sim variant)"] = 1e3 * (time.perf_counter() - t0) / steps
+    return out
+
+
+def table(results: list[dict]) -> str:
+    rows = [
+        "| task | noise | skew | detected | median delay (steps) | right field at alarm "
+        "| right field at end | size error at end (median, x |truth-1|) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for res in results:
+        fa = res["false_alarms"]
+        rate = 1e4 * fa["alarms"] / max(fa["steps"], 1)
+        rows.append(
+            f"| {res['task']} | {res['noise']:g} | **sim (false alarms)** | "
+            f"{fa['alarms']} in {fa['steps']} steps = {rate:.2f} per 1e4 | | | | |"
+        )
+        for name, entry in res["skews"].items():
+            eps = entry["episodes"]
+            found = [e for e in eps if e["alarm"] is not None]
+            delay = np.median([e["alarm"] for e in found]) if found else float("nan")
+            field, truth = entry["field"], entry["truth"]
+            right_alarm = sum(
+                1 for e in found if e["at_alarm"] and e["at_alarm"]["suspect"] == field
+            )
+            right_end = [e for e in found if e["at_end"]["suspect"] == field]
+            if field == "timing.total_latency_s":
+                exact = sum(
+                    1 for e in right_end
+                    if e["at_end"]["estimate"] is not None
+                    and abs(e["at_end"]["estimate"] - truth) < 1e-9
+                )  # fmt: skip
+                size = f"total delay exact in {exact}/{len(found)}"
+            else:
+                errs = [
+                    abs(e["at_end"]["estimate"] - truth) / abs(truth - 1) for e in right_end
+                ]
+                size = f"{np.median(errs):.2f}" if errs else "-"
+            rows.append(
+                f"| | | {name} | {len(found)}/{len(eps)} | {delay:.0f} | "
+                f"{right_alarm}/{len(found)} | {len(right_end)}/{len(found)} | {size} |"
+            )
+    return "\n".join(rows)
+
+
+def main() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", default="Hopper,Walker2d,HalfCheetah")
+    parser.add_argument("--noise", default="0,0.01", help="sensor noise levels, comma-separated")
+    parser.add_argument("--episodes", type=int, default=20, help="episodes per skew")
+    parser.add_argument("--prepare-steps", type=int, default=50_000)
+    parser.add_argument("--fa-steps", type=int, default=100_000, help="sim steps for false alarms")
+    parser.add_argument("--rate", type=float, default=1e-4, help="false alarms per step allowed")
+    parser.add_argument("--out", type=Path, default=Path("bench_monitor_out"))
+    parser.add_argument("--fresh", action="store_true", help="re-prepare and re-run everything")
+    parser.add_argument("--table-only", action="store_true")
+    parser.add_argument("--cost", action="store_true", help="also time update vs env.step")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = []
+    for task in args.tasks.split(","):
+        for noise in (float(n) for n in args.noise.split(",")):
+            path = args.out / f"result_{task}_{noise:g}.json"
+            if path.exists() and not args.fresh:
+                results.append(json.loads(path.read_text()))
+                continue
+            if args.table_only:
+                continue
+            res = bench(task, noise, args)
+            path.write_text(json.dumps(res, indent=1))
+            results.append(res)
+    print(table(results))
+    if args.cost:
+        for task in args.tasks.split(","):
+            for label, ms in cost(task).items():
+                print(f"{task:<12} {label:<28} {ms:.3f} ms")
+
+
+if __name__ == "__main__":
+    main()

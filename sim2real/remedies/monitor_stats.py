@@ -1,0 +1,145 @@
+"""Pure statistics of the monitor: whitening, the sequential tests, their thresholds, the fits.
+
+Everything here is a function of arrays, so the tests and the benchmark can
+check it without a simulator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.signal import lfilter
+
+MAD_TO_SIGMA = 1.4826  # the MAD of a normal sample times this is its standard deviation
+
+
+def robust_scale(residuals: np.ndarray, floor: float) -> np.ndarray:
+    """Per-dimension noise scale of ``residuals`` ``(n, d)``: 1.4826 x MAD, at least ``floor``."""
+    centre = np.median(residuals, axis=0)
+    mad = np.median(np.abs(residuals - centre), axis=0)
+    return np.maximum(MAD_TO_SIGMA * mad, floor)
+
+
+def omnibus_increment(z: np.ndarray, cap: float) -> np.ndarray:
+    """The mean squared whitened residual of each step, capped at ``cap`` (``z``: ``(..., d)``)."""
+    return np.minimum(np.mean(np.square(z), axis=-1), cap)
+
+
+def cusum_alarms(x: np.ndarray, drift: float, threshold: float) -> int:
+    """Alarms of the one-sided CUSUM ``S = max(0, S + x - drift)`` over ``x``, restarting at 0
+    after each alarm (``S >= threshold``)."""
+    s, alarms = 0.0, 0
+    for value in x - drift:
+        s = max(0.0, s + value)
+        if s >= threshold:
+            alarms += 1
+            s = 0.0
+    return alarms
+
+
+def ew_sums(values: np.ndarray, gamma: float) -> np.ndarray:
+    """Exponentially weighted running sums ``S_t = gamma S_{t-1} + v_t`` along axis 0."""
+    return lfilter([1.0], [1.0, -gamma], values, axis=0)
+
+
+def self_normalized(num: np.ndarray, var: np.ndarray) -> np.ndarray:
+    """The squared self-normalized sum ``N^2 / V`` (0 where ``V`` is 0)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(var > 0, np.square(num) / var, 0.0)
+
+
+def upcrossings(series: np.ndarray, threshold: float) -> int:
+    """How often ``series`` crosses from below ``threshold`` to at or above it."""
+    above = series >= threshold
+    return int(above[0]) + int(np.count_nonzero(above[1:] & ~above[:-1]))
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """A calibrated threshold and how it was found.
+
+    Attributes:
+        value: the threshold.
+        rate: the per-step alarm rate it targets.
+        observed: alarms per step at ``value`` on the calibration data.
+        extrapolated: whether the target lay beyond the data (log-linear tail fit).
+    """
+
+    value: float
+    rate: float
+    observed: float
+    extrapolated: bool
+
+
+def calibrate_threshold(
+    count, steps: int, rate: float, start: float, *, minimum: float = 0.0
+) -> Threshold:
+    """The threshold at which alarms per step fall to ``rate``.
+
+    ``count(h)`` is the number of alarms at threshold ``h`` over ``steps``
+    calibration steps. Sequential statistics have exponential tails (the
+    average run length grows like ``exp(c h)``), so the rate is read off the
+    data where at least 10 alarms remain and extrapolated on a log-linear fit
+    of the upper tail beyond that. Thresholds never go below ``minimum``.
+    """
+    levels, rates = [], []
+    h = max(start, minimum, 1e-9)
+    for _ in range(80):
+        n = count(h)
+        levels.append(h)
+        rates.append(n / steps)
+        if n / steps <= rate or n < 10:
+            break
+        h *= 1.25
+    if rates[-1] <= rate:  # the data reach the target: interpolate on the log scale
+        value = levels[-1]
+        if len(levels) > 1 and rates[-1] > 0:
+            r_lo, r_hi = np.log(rates[-2]), np.log(rates[-1])
+            frac = (np.log(rate) - r_lo) / (r_hi - r_lo) if r_hi != r_lo else 1.0
+            value = levels[-2] + frac * (levels[-1] - levels[-2])
+        return Threshold(float(value), rate, count(value) / steps, False)
+    # Fewer than 10 alarms left above the target: fit log(rate) = a + b h on the last
+    # levels that still had at least 10 alarms, and extrapolate.
+    lv, rt = np.asarray(levels[:-1][-4:]), np.asarray(rates[:-1][-4:])
+    if lv.size >= 2:
+        slope, intercept = np.polyfit(lv, np.log(rt), 1)
+    else:
+        slope, intercept = -1.0 / levels[-1], np.log(max(rates[-1], 1.0 / steps))
+    slope = min(float(slope), -1e-9)
+    value = max(float((np.log(rate) - intercept) / slope), levels[-1], minimum)
+    return Threshold(value, rate, count(value) / steps, True)
+
+
+@dataclass(frozen=True)
+class FieldFit:
+    """A one-field least-squares fit of whitened residuals on that field's sensitivity.
+
+    Attributes:
+        delta: the fitted change of the field from nominal (e.g. +0.1 for mass 1.1x).
+        se: its standard error (heteroskedasticity- and lag-1-autocorrelation-robust).
+        explained: the share of the residual sum of squares it removes, in [0, 1].
+    """
+
+    delta: float
+    se: float
+    explained: float
+
+
+def fit_field(j: np.ndarray, z: np.ndarray) -> FieldFit:
+    """Regress ``z`` ``(n, d)`` on ``j`` ``(n, d)``: ``z ~ delta j``.
+
+    The standard error is Newey-West with one lag over steps: the one-step
+    residuals of a re-anchored model share each observation's noise with the
+    next step.
+    """
+    q = float(np.sum(j * j))
+    total = float(np.sum(z * z))
+    if q <= 0 or total <= 0:
+        return FieldFit(0.0, float("inf"), 0.0)
+    delta = float(np.sum(j * z)) / q
+    error = z - delta * j
+    score = np.sum(j * error, axis=1)  # per-step contribution to the normal equation
+    var = float(np.sum(score**2) + 2 * np.sum(score[1:] * score[:-1])) / q**2
+    explained = 1.0 - float(np.sum(error * error)) / total
+    return FieldFit(delta, float(np.sqrt(max(var, 0.0))), max(explained, 0.0))
