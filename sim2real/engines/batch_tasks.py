@@ -333,9 +333,16 @@ def _template_env(base_id: str) -> gym.Env:
 
 def kernel_for(task: str) -> TaskKernel:
     """The kernel of built-in task ``task`` (a name such as ``"Hopper"``), or a clear error."""
+    from sim2real.spec import SkewSpecError
     from sim2real.tasks import get_task
 
-    spec = get_task(task)  # raises, listing the tasks
+    try:
+        spec = get_task(task)
+    except SkewSpecError:
+        raise ValueError(
+            f"engine 'batch' runs the built-in tasks ({', '.join(KERNELS)}), got {task!r}; "
+            "use engine='local' for other envs"
+        ) from None
     cls = KERNELS.get(spec.name)
     if cls is None or cls.base_id != spec.base_id:
         raise ValueError(
