@@ -110,7 +110,7 @@ def test_refuses_what_it_cannot_realize() -> None:
     with pytest.raises(ValueError, match="runs the built-in tasks"):
         BatchSim("NoSuchTask", 1)
     assert sim.pipeline({"timing": {"obs_latency_s": 0.01}}).obs_substeps == 5
-    with pytest.raises(ValueError, match="does not realize timing.control_jitter_s"):
+    with pytest.raises(ValueError, match=r"does not realize timing\.control_jitter_s"):
         sim.pipeline({"timing.control_jitter_s": 0.004})
     with pytest.raises(ValueError, match="does not resample skews every step"):
         sim.pipeline({"sensing.noise_std": {"dist": "uniform", "low": 0, "high": 0.1,
