@@ -184,7 +184,7 @@ def check_latency(name: str, value: float, ctx: Context, *, fixed: bool = True) 
         raise SkewSpecError(
             f"{name} of {value:g} s is not a whole number of control steps "
             f"({ctx.control_dt:g} s) and needs a reading in the middle of a step, but this env "
-            "has no _get_obs; pass obs_fn=<callable returning the observation> to "
+            "has no _get_obs; pass obs_fn=<callable: env -> observation> to "
             f"make_pair/make/SkewedEnv, or a latency that is a multiple of {ctx.control_dt:g} s"
         )
 

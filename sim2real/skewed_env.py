@@ -17,6 +17,7 @@ state, as upstream.
 
 from __future__ import annotations
 
+import functools
 import weakref
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -46,7 +47,7 @@ __all__ = [
 ]
 
 SourceLike = Source | SkewSpec | Mapping[str, Any] | str | Path | None
-ObsFn = Callable[[], np.ndarray]
+ObsFn = Callable[[MujocoEnv], np.ndarray]  # the env's observation, from its physics state
 
 # The MujocoEnvs that carry a SkewedEnv: wrapping one twice would compound its skews.
 _CARRIERS: weakref.WeakSet[MujocoEnv] = weakref.WeakSet()
@@ -71,9 +72,10 @@ class SkewedEnv(gym.Wrapper):
             :class:`~sim2real.randomization.RandomizationSource`, ...), or a fixed
             spec: a :class:`SkewSpec`, a point, a mapping in the schema, a YAML path,
             or ``None`` (nominal).
-        obs_fn: reads the observation from the current physics state; needed only
-            for an observation latency that is not a whole number of control steps
-            (a mid-step reading). Defaults to the env's ``_get_obs`` when it has one.
+        obs_fn: ``obs_fn(env.unwrapped)`` reads the observation from the current
+            physics state (e.g. ``MyEnv.my_observation``); needed only for an
+            observation latency that is not a whole number of control steps (a
+            mid-step reading). Defaults to the env's ``_get_obs`` when it has one.
 
     With every skew nominal the wrapper is transparent: the env behaves exactly
     as upstream, step for step. ``info["skews"]`` at reset is the episode's point.
@@ -102,7 +104,11 @@ class SkewedEnv(gym.Wrapper):
         self._low = np.asarray(env.action_space.low, dtype=np.float64)
         self._high = np.asarray(env.action_space.high, dtype=np.float64)
         self._obs_dim = int(np.prod(env.observation_space.shape))
-        self._obs_fn = obs_fn if obs_fn is not None else getattr(base, "_get_obs", None)
+        self._obs_fn: Callable[[], np.ndarray] | None = (
+            functools.partial(obs_fn, base)
+            if obs_fn is not None
+            else getattr(base, "_get_obs", None)
+        )
         limited = self._model.actuator_ctrllimited.astype(bool)
         self._mujoco_clamps_ctrl = bool(
             limited.all()
@@ -338,7 +344,7 @@ def _time_limit_s(env: gym.Env, control_dt: float) -> float | None:
     return None if steps is None else steps * control_dt
 
 
-def _reads_constraint_forces(data: mujoco.MjData, obs_fn: ObsFn | None) -> bool:
+def _reads_constraint_forces(data: mujoco.MjData, obs_fn: Callable[[], np.ndarray] | None) -> bool:
     """Whether ``obs_fn`` reads what ``mj_rnePostConstraint`` computes (e.g. Ant's contact
     forces): probed once by poisoning those fields and looking for NaN."""
     if obs_fn is None:

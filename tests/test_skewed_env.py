@@ -433,3 +433,61 @@ def test_observation_latency_is_exact_where_observations_read_derived_quantities
         np.testing.assert_array_equal(obs, readings[max(0, (t + 1) * frame_skip - substeps)])
         if terminated:
             break
+
+
+# --------------------------------------------------------------------------- control jitter
+def jitter_reference(acts, seed: int, base_delay: int, delays: list[int]):
+    """The upstream Hopper stepped one substep at a time; at substep n the newest command
+    that has arrived acts (command t arrives at t * frame_skip + base_delay + delays[t])."""
+    env = gym.make("Hopper-v5")
+    base = env.unwrapped
+    obs, _ = env.reset(seed=seed)
+    frame_skip = base.frame_skip
+    arrival = [t * frame_skip + base_delay + d for t, d in enumerate(delays)]
+    readings = [obs]
+    for n in range(len(acts) * frame_skip):
+        arrived = [t for t in range(len(acts)) if arrival[t] <= n]
+        base.data.ctrl[:] = acts[max(arrived)] if arrived else acts[0]
+        mujoco.mj_step(base.model, base.data)
+        mujoco.mj_rnePostConstraint(base.model, base.data)
+        readings.append(base._get_obs())
+    return readings, frame_skip
+
+
+@pytest.mark.parametrize(("jitter_substeps", "latency_substeps"), [(1, 0), (3, 1), (6, 2)])
+def test_control_jitter_delays_each_command_by_its_own_draw(jitter_substeps, latency_substeps):
+    from sim2real.skews.pipeline import reset_generators
+    from sim2real.skews.streams import BlockStream
+    from sim2real.skews.timing import draw_jitter
+
+    spec = {
+        "timing": {
+            "control_jitter_s": jitter_substeps * 0.002,
+            "action_latency_s": latency_substeps * 0.002,
+        }
+    }
+    sim, real = sim2real.make_pair("Hopper", real=spec)
+    acts = actions(sim, 40)
+    rng = reset_generators(6)["timing.control_jitter_s"]  # its own stream
+    stream = BlockStream(lambda n: draw_jitter(rng, jitter_substeps, n))
+    delays = [int(stream.next()[0]) for _ in acts]
+    assert set(delays) == set(range(jitter_substeps + 1))  # every delay in the bound occurs
+    readings, frame_skip = jitter_reference(acts, 6, latency_substeps, delays)
+    real.reset(seed=6)
+    for t, action in enumerate(acts):
+        obs, *_ = real.step(action)
+        np.testing.assert_array_equal(obs, readings[(t + 1) * frame_skip])
+
+
+def test_control_jitter_is_visible_and_leaves_the_other_streams_alone():
+    spec = {"sensing": {"noise_std": 0.05}, "timing": {"obs_latency_s": 0.008}}
+    _, plain = sim2real.make_pair("Hopper", real=spec)
+    _, jittered = sim2real.make_pair(
+        "Hopper", real={**spec, "timing": {"obs_latency_s": 0.008, "control_jitter_s": 0.004}}
+    )
+    first, _ = plain.reset(seed=3)
+    again, info = jittered.reset(seed=3)
+    np.testing.assert_array_equal(first, again)  # same sensor noise: jitter draws elsewhere
+    assert info["skews"]["timing.control_jitter_s"] == pytest.approx(0.004)
+    text = sim2real.describe(jittered, show=False)
+    assert "timing.control_jitter_s" in text and "2 substeps of 0.002 s" in text

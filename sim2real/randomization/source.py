@@ -144,7 +144,7 @@ def _check_support(name: str, randomized: Randomized, ctx: Context) -> None:
             raise SkewSpecError(
                 f"{name} randomized in {randomized!r} can fall between control steps and "
                 "needs a reading in the middle of a step, but this env has no _get_obs; pass "
-                "obs_fn=<callable returning the observation> to make/SkewedEnv"
+                "obs_fn=<callable: env -> observation> to make/SkewedEnv"
             )
 
 

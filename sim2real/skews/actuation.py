@@ -33,7 +33,7 @@ class ActuationNoise:
         high: np.ndarray,
         stream: BlockStream | None = None,
     ) -> None:
-        self.std = np.asarray(std_fraction, dtype=np.float64) * (high - low)
+        self.std = std_fraction * (high - low)
         self.stream = stream
 
     @classmethod
@@ -43,7 +43,7 @@ class ActuationNoise:
             stream = ctx.per_step_stream(cls.field, value, dim, lambda rows: span * rows)
             return cls(1.0, ctx.low, ctx.high, stream)
         std = ctx.elementwise(value, dim)
-        if not std.any():
+        if not ctx.nonzero(std):
             return None
         noise = cls(std, ctx.low, ctx.high)
         noise.stream = ctx.streams.gaussian(cls.field, dim, noise.std)
@@ -68,12 +68,12 @@ class Deadband:
 
     def __init__(self, fraction: float | np.ndarray, low: np.ndarray, high: np.ndarray) -> None:
         self.centre = (high + low) / 2
-        self.threshold = np.asarray(fraction, dtype=np.float64) * (high - low)
+        self.threshold = fraction * (high - low)
 
     @classmethod
     def build(cls, value: Any, ctx: Context) -> Deadband | None:
         fraction = ctx.elementwise(value, len(ctx.low))
-        return cls(fraction, ctx.low, ctx.high) if fraction.any() else None
+        return cls(fraction, ctx.low, ctx.high) if ctx.nonzero(fraction) else None
 
     def __call__(self, command: np.ndarray) -> np.ndarray:
         return np.where(np.abs(command - self.centre) < self.threshold, self.centre, command)

@@ -108,7 +108,7 @@ class Streams:
     def _kept(self, name: str, key: Any, make: Callable[[], BlockStream]) -> BlockStream:
         """The stream of ``name``, kept while ``key`` (its kind and scale) stays the same."""
         held = self._blocks.get(name)
-        if held is not None and _same_key(held[0], key):
+        if held is not None and held[0] == key:
             return held[1]
         stream = make()
         self._blocks[name] = (key, stream)
@@ -117,12 +117,14 @@ class Streams:
     def gaussian(self, name: str, dim: int, scale: np.ndarray) -> BlockStream:
         """Rows ``scale * N(0, 1)`` from generator ``name``."""
         rng = self.generators[name]
-        return self._kept(name, ("gaussian", dim, scale), lambda: gaussian(rng, dim, scale))
+        key = ("gaussian", dim, scale.tobytes() if isinstance(scale, np.ndarray) else scale)
+        return self._kept(name, key, lambda: gaussian(rng, dim, scale))
 
     def below(self, name: str, dim: int, prob: Any) -> BlockStream:
         """Boolean rows, True with probability ``prob``, from generator ``name``."""
         rng = self.generators[name]
-        return self._kept(name, ("below", dim, prob), lambda: below(rng, dim, prob))
+        key = ("below", dim, prob.tobytes() if isinstance(prob, np.ndarray) else prob)
+        return self._kept(name, key, lambda: below(rng, dim, prob))
 
     def integers(self, name: str, high: int) -> BlockStream:
         """Rows of one integer uniform on ``0..high``, from generator ``name``."""
@@ -133,16 +135,6 @@ class Streams:
 
     def per_step(self, name: str, key: Any, make: Callable[[], BlockStream]) -> BlockStream:
         return self._kept(f"step:{name}", key, make)
-
-
-def _same_key(a: Any, b: Any) -> bool:
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, tuple):
-        return len(a) == len(b) and all(_same_key(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, np.ndarray):
-        return a.shape == b.shape and bool(np.array_equal(a, b))
-    return bool(a == b)
 
 
 @dataclass
@@ -180,10 +172,16 @@ class Context:
         return isinstance(value, Mapping)
 
     @staticmethod
-    def elementwise(value: Any, dim: int) -> np.ndarray:
-        """One number or one per element, as an array of length ``dim``."""
-        array = np.asarray(value, dtype=np.float64)
-        return np.full(dim, float(array)) if array.ndim == 0 else array
+    def elementwise(value: Any, dim: int) -> float | np.ndarray:
+        """One number (a float, which broadcasts) or one per element (an array)."""
+        if isinstance(value, (int, float)):
+            return float(value)
+        return np.asarray(value, dtype=np.float64)
+
+    @staticmethod
+    def nonzero(value: float | np.ndarray) -> bool:
+        """Whether a scalar or per-element value is anywhere nonzero."""
+        return value != 0.0 if isinstance(value, float) else bool(value.any())
 
     def per_step_stream(
         self,
@@ -255,13 +253,12 @@ def build_pipeline(point: Mapping[str, Any], ctx: Context) -> Pipeline:
     """
     built: dict[str, Any] = {}
     dynamics: dict[str, Any] = {}
-    for name, entry in SKEWS.items():
-        value = point.get(name, entry.nominal)
-        if entry.stage is Stage.DYNAMICS:
-            if value is not None and value != entry.nominal:
-                dynamics[entry.name] = value
-            continue
-        built[name] = entry.component.build(value, ctx)
+    for name, short, nominal in _DYNAMICS:
+        value = point.get(name, nominal)
+        if value is not None and value != nominal:
+            dynamics[short] = value
+    for name, nominal, build in _BUILT:
+        built[name] = build(point.get(name, nominal), ctx)
     noise: ActuationNoise | None = built["actuation.noise_std"]
     deadband: Deadband | None = built["actuation.deadband"]
     sensors = Sensors(_of(built, SensorBias), _of(built, SensorNoise), _of(built, SensorDropout))
@@ -276,6 +273,16 @@ def build_pipeline(point: Mapping[str, Any], ctx: Context) -> Pipeline:
         jitter=built["timing.control_jitter_s"],
         segments=step_segments(action_latency, obs_latency),
     )
+
+
+_DYNAMICS = tuple(
+    (name, e.name, e.nominal) for name, e in SKEWS.items() if e.stage is Stage.DYNAMICS
+)
+_BUILT = tuple(
+    (name, e.nominal, e.component.build)
+    for name, e in SKEWS.items()
+    if e.stage is not Stage.DYNAMICS
+)
 
 
 def _of(built: Mapping[str, Any], kind: type) -> Any:

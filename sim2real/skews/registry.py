@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
@@ -98,17 +98,15 @@ class Skew:
     per_step: bool = False
     vector: int = 0
 
-    @property
-    def section(self) -> str:
-        return self.field.split(".")[0]
+    def __post_init__(self) -> None:
+        section, name = self.field.split(".")
+        object.__setattr__(self, "section", section)
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "stage", Stage(section))
 
-    @property
-    def name(self) -> str:
-        return self.field.split(".")[1]
-
-    @property
-    def stage(self) -> Stage:
-        return Stage(self.section)
+    section: str = field(init=False, repr=False, compare=False)
+    name: str = field(init=False, repr=False, compare=False)
+    stage: Stage = field(init=False, repr=False, compare=False)
 
     @property
     def per_element(self) -> bool:

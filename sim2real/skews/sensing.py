@@ -47,7 +47,9 @@ class SensorBias:
     @classmethod
     def build(cls, value: Any, ctx: Context) -> SensorBias | None:
         std = ctx.elementwise(value, ctx.obs_dim)
-        return cls(std) if std.any() else None
+        if not ctx.nonzero(std):
+            return None
+        return cls(np.full(ctx.obs_dim, std) if isinstance(std, float) else std)
 
     def draw(self, rng: np.random.Generator) -> None:
         self.offset = self.std * rng.standard_normal(self.std.shape)
@@ -74,7 +76,7 @@ class SensorNoise:
         if ctx.per_step(value):  # noise = std_t * z_t, std_t drawn at every reading
             return cls(np.ones(dim), ctx.per_step_stream(cls.field, value, dim))
         std = ctx.elementwise(value, dim)
-        if not std.any():
+        if not ctx.nonzero(std):
             return None
         return cls(std, ctx.streams.gaussian(cls.field, dim, std))
 
@@ -103,7 +105,7 @@ class SensorDropout:
         if ctx.per_step(value):  # dropped where u_t < p_t, p_t drawn at every reading
             return cls(0.0, ctx.per_step_stream(cls.field, value, dim, lambda rows: rows < 0))
         prob = ctx.elementwise(value, dim)
-        if not prob.any():
+        if not ctx.nonzero(prob):
             return None
         return cls(value, ctx.streams.below(cls.field, dim, prob))
 

@@ -10,14 +10,17 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-BLOCK = 256  # rows per generator call
+BLOCK = 256  # rows per generator call, once a stream is past its first few rows
+_FIRST = (4, 16, 64)  # the first blocks are small, so that a short-lived stream costs little
 
 
 class BlockStream:
-    """Rows of ``draw(BLOCK)`` one at a time; ``draw`` is called again every ``BLOCK`` rows.
+    """Rows of ``draw(n)`` one at a time: blocks of 4, 16, 64 rows, then 256 per call.
 
-    ``next()`` returns the next row (a view into the current block); it is a bound
-    C-level call on the hot path.
+    A generator fills its rows in sequence, so the rows do not depend on the block
+    sizes (``standard_normal((4, d))`` then ``((252, d))`` are the rows of
+    ``((256, d))``). ``next()`` returns the next row (a view into the current block);
+    it is a bound C-level call on the hot path.
     """
 
     def __init__(self, draw: Callable[[int], np.ndarray]) -> None:
@@ -25,13 +28,15 @@ class BlockStream:
         self.next: Callable[[], np.ndarray] = self._rows().__next__
 
     def _rows(self) -> Iterator[np.ndarray]:
+        for n in _FIRST:
+            yield from self._draw(n)
         while True:
             yield from self._draw(BLOCK)
 
 
 def gaussian(rng: np.random.Generator, dim: int, scale: np.ndarray | float = 1.0) -> BlockStream:
     """Rows ``scale * N(0, 1)`` of length ``dim``; the block is scaled once, not every row."""
-    if np.all(np.asarray(scale) == 1.0) and np.ndim(scale) == 0:
+    if isinstance(scale, float) and scale == 1.0:
         return BlockStream(lambda n: rng.standard_normal((n, dim)))
     return BlockStream(lambda n: scale * rng.standard_normal((n, dim)))
 

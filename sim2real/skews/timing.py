@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from functools import cache, cached_property
+from functools import cache
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -35,9 +36,10 @@ class Latency:
     def build(cls, value: Any, ctx: Context) -> Latency:
         return cls(float(value), ctx.substep_s, ctx.frame_skip)
 
-    @cached_property
-    def substeps(self) -> int:
-        return round(self.requested_s / self.substep_s)
+    substeps: int = dataclasses.field(init=False, repr=False, compare=False)  # the realized delay
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "substeps", round(self.requested_s / self.substep_s))
 
     @property
     def effective_s(self) -> float:
