@@ -38,7 +38,7 @@ class Case:
     id: str
     run: Callable[[Path], Any]
     names: tuple[str, ...]
-    error: type[Exception] = ValueError
+    error: type[Exception] = ValueError  # SkewSpecError is one; TypeError for a wrong type
 
 
 def _spec(section: str, field: str, value: Any) -> Callable[[Path], Any]:
@@ -149,8 +149,8 @@ SPEC_AND_PAIRING: list[Case] = [
     Case("unknown section", lambda _: SkewSpec.load({"dynamic": {}}), ("dynamic", "allowed")),
     Case("negative friction", _spec("dynamics", "friction_scale", -0.5), ("friction_scale",)),
     Case("a string for a number", _spec("dynamics", "mass_scale", "heavy"), ("mass_scale",)),
-    Case("make_pair(42)", _pair(42), ("env", "42")),
-    Case("make_pair(None)", _pair(None), ("env", "None")),
+    Case("make_pair(42)", _pair(42), ("env argument", "42"), TypeError),
+    Case("make_pair(None)", _pair(None), ("env argument", "None"), TypeError),
     Case("unknown task", _pair("Hoper"), ("Hoper", "allowed")),
     Case("unknown preset", _pair("Hopper", real="nope"), ("nope", "default")),
     Case(
