@@ -19,7 +19,7 @@ policy stands in. Runs alternate between the sides, so that all see the same mac
 load; the best run of each is compared.
 
     python scripts/bench_engines.py [--episodes 100] [--repeat 2] [--tasks Hopper,HalfCheetah,Ant]
-        [--ppo-steps 6144] [--out bench_engines.json]
+        [--ppo-steps 6144] [--ppo-envs 8,32] [--out bench_engines.json]
 """
 
 from __future__ import annotations
@@ -145,11 +145,20 @@ def bench_raw(task: str, nsim: int, steps: int) -> Run:
     return Run(time.perf_counter() - start, [], rounds * nsim)
 
 
-def bench_ppo(make_env: Callable[[], object], steps: int) -> float:
-    """Seconds PPO (configs/train/hopper_ppo.yaml: 8 envs x 256 steps, minibatch 128, 10
-    epochs, VecNormalize) takes to learn ``steps`` steps on ``make_env()``."""
+def bench_ppo(make_env: Callable[[], object], n_envs: int, steps: int) -> float:
+    """Seconds PPO takes to learn ``steps`` steps on ``make_env()``: the settings of
+    configs/train/hopper_ppo.yaml (a 2048-step rollout, minibatch 128, 10 epochs,
+    VecNormalize), the rollout split over ``n_envs`` envs (8 there)."""
     venv = VecNormalize(make_env(), clip_obs=10.0)
-    model = PPO("MlpPolicy", venv, n_steps=256, batch_size=128, n_epochs=10, seed=0, device="cpu")
+    model = PPO(
+        "MlpPolicy",
+        venv,
+        n_steps=2048 // n_envs,
+        batch_size=128,
+        n_epochs=10,
+        seed=0,
+        device="cpu",
+    )
     start = time.perf_counter()
     model.learn(steps)
     return time.perf_counter() - start
@@ -206,12 +215,38 @@ def print_task(result: dict) -> None:
     )
 
 
+def bench_ppo_side_by_side(n_envs: int, steps: int, repeat: int) -> dict:
+    sides = {
+        "make_vec (batch)": lambda: SB3VecEnv(make_vec("Hopper", n_envs)),
+        "DummyVecEnv of Hopper-v5": lambda: DummyVecEnv([lambda: gym.make("Hopper-v5")] * n_envs),
+    }
+    seconds: dict[str, list[float]] = {name: [] for name in sides}
+    for _ in range(repeat):  # alternating
+        for name, make_env in sides.items():
+            seconds[name].append(bench_ppo(make_env, n_envs, steps))
+    print(
+        f"\nPPO on Hopper, {n_envs} envs x {2048 // n_envs} steps per rollout, {steps} steps "
+        "(hopper_ppo.yaml's other settings):"
+    )
+    rates = {}
+    for name, runs in seconds.items():
+        rates[name] = steps / min(runs)
+        every = ", ".join(f"{s:.1f}" for s in runs)
+        print(f"  {name:<26} {rates[name]:8.0f} steps/s  [{every}]")
+    ratio = rates["make_vec (batch)"] / rates["DummyVecEnv of Hopper-v5"]
+    print(f"  make_vec: {ratio:.2f}x DummyVecEnv's training steps/s")
+    return {"n_envs": n_envs, "steps": steps, "seconds": seconds, "ratio": ratio}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=2, help="runs of each side, alternating")
     parser.add_argument("--tasks", default="Hopper,HalfCheetah,Ant")
     parser.add_argument("--ppo-steps", type=int, default=6144, help="0 skips the PPO comparison")
+    parser.add_argument(
+        "--ppo-envs", default="8,32", help="envs per PPO rollout (8: hopper_ppo.yaml)"
+    )
     parser.add_argument("--out", type=Path, default=Path("bench_engines.json"))
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -227,23 +262,8 @@ def main() -> None:
             results["tasks"].append(result)
             print_task(result)
     if args.ppo_steps:
-        sides = {
-            "make_vec (batch)": lambda: SB3VecEnv(make_vec("Hopper", 8)),
-            "DummyVecEnv of Hopper-v5": lambda: DummyVecEnv([lambda: gym.make("Hopper-v5")] * 8),
-        }
-        seconds: dict[str, list[float]] = {name: [] for name in sides}
-        for _ in range(args.repeat):
-            for name, make_env in sides.items():
-                seconds[name].append(bench_ppo(make_env, args.ppo_steps))
-        print(f"\nPPO on Hopper, 8 envs, {args.ppo_steps} steps (hopper_ppo.yaml settings):")
-        rates = {}
-        for name, runs in seconds.items():
-            rates[name] = args.ppo_steps / min(runs)
-            every = ", ".join(f"{s:.1f}" for s in runs)
-            print(f"  {name:<26} {rates[name]:8.0f} steps/s  [{every}]")
-        ratio = rates["make_vec (batch)"] / rates["DummyVecEnv of Hopper-v5"]
-        print(f"  make_vec: {ratio:.2f}x DummyVecEnv's training steps/s")
-        results["ppo"] = {"steps": args.ppo_steps, "seconds": seconds, "ratio": ratio}
+        results["ppo"] = [bench_ppo_side_by_side(int(n), args.ppo_steps, args.repeat)
+                          for n in args.ppo_envs.split(",")]  # fmt: skip
     args.out.write_text(json.dumps(results, indent=2))
     print(f"\nwrote {args.out}")
 
