@@ -1,7 +1,7 @@
 """A built-in task's batch simulations as a vector env for training.
 
 >>> venv = make_vec("Hopper", 16, skews="default")          # a Gymnasium VectorEnv
->>> model = PPO("MlpPolicy", SB3VecEnv(venv)).learn(100_000)  # the same, as an SB3 VecEnv
+>>> model = PPO("MlpPolicy", SB3VecEnv(venv)).learn(100_000)  # doctest: +SKIP
 
 :func:`make_vec` runs ``n`` simulations of one task on MuJoCo's C thread pool
 (:class:`~sim2real.engines.batch.BatchSim`). Sub-env ``i`` behaves exactly as
