@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
@@ -27,6 +28,7 @@ _SUBCOMMAND_MODULES = (
     "sim2real.benchmark",
     "sim2real.demo",
     "sim2real.remedies.envelope_cli",
+    "sim2real.remedies.monitor_cli",
 )
 
 
@@ -75,6 +77,7 @@ class ArgumentParser(argparse.ArgumentParser):
             if token == "--":
                 return
             if has_subcommands and not token.startswith("-"):
+                self._refuse_unknown_command(token)
                 return  # the subcommand's own parser checks the rest
             if not token.startswith("--"):
                 continue
@@ -85,6 +88,14 @@ class ArgumentParser(argparse.ArgumentParser):
             close = difflib.get_close_matches(option, longs, n=1, cutoff=0.6)
             hint = f"; did you mean {close[0]}?" if close else f"; see {self.prog} --help"
             self.error(f"unknown option {option}{hint}")
+
+    def _refuse_unknown_command(self, token: str) -> None:
+        commands = list(self._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+        if token in commands:
+            return
+        close = difflib.get_close_matches(token, commands, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]}?" if close else f"; one of {', '.join(commands)}"
+        self.error(f"unknown command {token!r}{hint}")
 
     def error(self, message: str) -> NoReturn:
         """One line on stderr, exit status 2 (argparse prints the whole usage)."""
@@ -144,6 +155,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
     except _Failed as failed:
         return failed.status
+    except BrokenPipeError:  # `sim2real list | head`: the reader left; nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except (SkewSpecError, UsageError, ValueError, FileNotFoundError, TypeError) as error:
         print(f"sim2real {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return 2

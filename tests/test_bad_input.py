@@ -243,7 +243,7 @@ CLI_CASES: list[tuple[str, list[str], tuple[str, ...]]] = [
     ("typo benchmark --seed", ["benchmark", "--seed", "3"], ("--seed", "--seeds")),
     ("typo demo --tsk", ["demo", "--tsk", "Hopper"], ("--tsk", "--task")),
     ("typo --out=", ["demo", "--ot=x"], ("--ot", "--out")),
-    ("unknown command", ["evaluat"], ("evaluat",)),
+    ("unknown command", ["evaluat"], ("evaluat", "did you mean evaluate")),
     ("evaluate --out a file", ["evaluate", "--out", "{file}", "--policy", "p"], ("--out", "file")),
     ("evaluate --out unwritable", ["evaluate", "--out", UNWRITABLE, "--policy", "p"], ("--out",)),
     ("train --out a file", ["train", "--task", "Hopper", "--out", "{file}"], ("--out", "file")),
