@@ -92,7 +92,8 @@ class Axis:
         if field in LATENCY_FIELDS and substep_s is not None:
             first, last = _substep_range(low, high, substep_s)
             steps = np.unique(np.clip(np.rint(values / substep_s), first, last).astype(int))
-            return cls(field, low, high, scale, tuple(float(k * substep_s) for k in steps), substep_s)
+            lattice = tuple(float(k * substep_s) for k in steps)
+            return cls(field, low, high, scale, lattice, substep_s)
         return cls(field, low, high, scale, tuple(float(v) for v in values))
 
     # ---------------------------------------------------------------- geometry
@@ -239,8 +240,9 @@ def check_axes(
                     f"axis {field}: {low:g}:{high:g} s holds no whole physics substep "
                     f"of {substep_s:g} s; widen the range"
                 )
-        checked.append(Axis.build(field, low, high, scale, resolution=resolution,
-                                  substep_s=substep_s))
+        checked.append(
+            Axis.build(field, low, high, scale, resolution=resolution, substep_s=substep_s)
+        )
     return checked
 
 
@@ -254,8 +256,10 @@ def _check_range(field: Any, bounds: Any) -> tuple[float, float, str]:
             f"axis {field}: the field takes no single number; allowed: "
             f"{', '.join(numeric_fields())}"
         )
-    if isinstance(bounds, (str, bytes)) or not isinstance(bounds, Sequence) or not (
-        2 <= len(bounds) <= 3
+    if (
+        isinstance(bounds, (str, bytes))
+        or not isinstance(bounds, Sequence)
+        or not (2 <= len(bounds) <= 3)
     ):
         raise SkewSpecError(
             f"axis {field}: expected (low, high) or (low, high, 'log'), got {bounds!r}"
@@ -268,8 +272,9 @@ def _check_range(field: Any, bounds: Any) -> tuple[float, float, str]:
         if not math.isfinite(value):
             raise SkewSpecError(f"axis {field}: low and high must be finite, got {value!r}")
     if scale not in SCALES:
-        raise SkewSpecError(f"axis {field}: spacing must be one of {', '.join(SCALES)}, "
-                            f"got {scale!r}")
+        raise SkewSpecError(
+            f"axis {field}: spacing must be one of {', '.join(SCALES)}, got {scale!r}"
+        )
     if not low < high:
         raise SkewSpecError(f"axis {field}: low must be < high, got {low:g}:{high:g}")
     return float(low), float(high), scale

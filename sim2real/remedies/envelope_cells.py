@@ -31,7 +31,7 @@ class Cell:
 
     @property
     def widths(self) -> tuple[int, ...]:
-        return tuple(h - l for l, h in zip(self.lo, self.hi, strict=True))
+        return tuple(h - a for a, h in zip(self.lo, self.hi, strict=True))
 
     @property
     def size(self) -> int:
@@ -58,7 +58,7 @@ class Cell:
 
     def points(self) -> Iterator[tuple[int, ...]]:
         """Every lattice point of the cell."""
-        return itertools.product(*(range(l, h) for l, h in zip(self.lo, self.hi, strict=True)))
+        return itertools.product(*(range(a, h) for a, h in zip(self.lo, self.hi, strict=True)))
 
     def holds(self, points: np.ndarray) -> np.ndarray:
         """Which rows of ``points`` (``(n, axes)`` lattice indices) lie in the cell."""
@@ -72,7 +72,7 @@ class Cell:
     def extent(self, unit_edges: Sequence[np.ndarray]) -> np.ndarray:
         """``(axes, 2)``: the cell's bounds along each axis, from each axis's edges."""
         return np.array(
-            [[e[l], e[h]] for e, l, h in zip(unit_edges, self.lo, self.hi, strict=True)]
+            [[e[a], e[h]] for e, a, h in zip(unit_edges, self.lo, self.hi, strict=True)]
         )
 
     def volume(self, unit_edges: Sequence[np.ndarray]) -> float:
@@ -86,7 +86,7 @@ def coarse_grid(sizes: Sequence[int], parts: int) -> list[Cell]:
     near-equal runs (fewer when the axis has fewer values)."""
     runs = []
     for size in sizes:
-        cuts = sorted({int(round(x)) for x in np.linspace(0, size, min(parts, size) + 1)})
+        cuts = sorted({round(float(x)) for x in np.linspace(0, size, min(parts, size) + 1)})
         runs.append(list(itertools.pairwise(cuts)))
     return [
         Cell(tuple(r[0] for r in combo), tuple(r[1] for r in combo))

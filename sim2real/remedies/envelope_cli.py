@@ -67,8 +67,9 @@ def _run(args: argparse.Namespace) -> int:
         if len(policies) == 1:
             from sim2real.remedies.envelope import envelope
 
-            env_map = envelope(next(iter(policies.values())), args.task, axes,
-                               out=args.out, **options)
+            env_map = envelope(
+                next(iter(policies.values())), args.task, axes, out=args.out, **options
+            )
             print(env_map.to_markdown())
         else:
             from sim2real.remedies.envelope import compare_envelopes
@@ -114,36 +115,74 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--policy", nargs="+", required=True, metavar="[NAME=]PATH",
+        "--policy",
+        nargs="+",
+        required=True,
+        metavar="[NAME=]PATH",
         help="training output folders or .zip files; several are compared on the same axes",
     )
     parser.add_argument("--task", required=True, help="a built-in task (see `sim2real list`)")
     parser.add_argument(
-        "--axis", action="append", required=True, metavar="FIELD=LOW:HIGH[:log]",
+        "--axis",
+        action="append",
+        required=True,
+        metavar="FIELD=LOW:HIGH[:log]",
         help="a skew field and its range; repeat for 2 or 3 axes",
     )
-    parser.add_argument("--threshold", type=float, default=0.8,
-                        help="share of the sim return an episode must keep (default: 0.8)")
-    parser.add_argument("--success", type=cli_options.probability, default=0.9,
-                        help="success probability a region must keep (default: 0.9)")
-    parser.add_argument("--confidence", type=cli_options.probability, default=0.95,
-                        help="confidence of each region's verdict (default: 0.95)")
-    parser.add_argument("--base", default="default",
-                        help="the other skews: a preset name, a YAML spec, or none "
-                        "(default: default)")
-    parser.add_argument("--budget", type=cli_options.positive_int, default=2000,
-                        help="most episodes the map may run (default: 2000)")
-    cli_options.add_seeds(parser, default="100-163",
-                          help="episode seeds the map draws from (default: 100-163)")
-    parser.add_argument("--resolution", type=cli_options.positive_int, default=16,
-                        help="finest cells per axis (default: 16)")
-    parser.add_argument("--coarse", type=cli_options.positive_int, default=4,
-                        help="cells per axis of the starting grid (default: 4)")
-    parser.add_argument("--max-episode-steps", type=cli_options.positive_int, default=None,
-                        help="shorter episodes, for a quick look")
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=0.8,
+        help="share of the sim return an episode must keep (default: 0.8)",
+    )
+    parser.add_argument(
+        "--success",
+        type=cli_options.probability,
+        default=0.9,
+        help="success probability a region must keep (default: 0.9)",
+    )
+    parser.add_argument(
+        "--confidence",
+        type=cli_options.probability,
+        default=0.95,
+        help="confidence of each region's verdict (default: 0.95)",
+    )
+    parser.add_argument(
+        "--base",
+        default="default",
+        help="the other skews: a preset name, a YAML spec, or none (default: default)",
+    )
+    parser.add_argument(
+        "--budget",
+        type=cli_options.positive_int,
+        default=2000,
+        help="most episodes the map may run (default: 2000)",
+    )
+    cli_options.add_seeds(
+        parser, default="100-163", help="episode seeds the map draws from (default: 100-163)"
+    )
+    parser.add_argument(
+        "--resolution",
+        type=cli_options.positive_int,
+        default=16,
+        help="finest cells per axis (default: 16)",
+    )
+    parser.add_argument(
+        "--coarse",
+        type=cli_options.positive_int,
+        default=4,
+        help="cells per axis of the starting grid (default: 4)",
+    )
+    parser.add_argument(
+        "--max-episode-steps",
+        type=cli_options.positive_int,
+        default=None,
+        help="shorter episodes, for a quick look",
+    )
     cli_options.add_engine(parser)
-    cli_options.add_out(parser, default="runs/envelope",
-                        help="output folder (default: runs/envelope)")
+    cli_options.add_out(
+        parser, default="runs/envelope", help="output folder (default: runs/envelope)"
+    )
     cli_options.add_resume(parser)
     cli_options.add_no_progress(parser)
     parser.set_defaults(func=_run)

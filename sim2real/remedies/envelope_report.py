@@ -122,7 +122,7 @@ def _heatmap(env_map: EnvelopeMap, a: int, b: int, path: Path) -> None:
     axis_a, axis_b = env_map.axes[a], env_map.axes[b]
     codes = pair_codes(env_map, a, b)
     x, y = axis_a.edges(), axis_b.edges()
-    colours = ListedColormap([COLOURS[s] for s in (Status.OUTSIDE, Status.UNCERTAIN, Status.INSIDE)])
+    colours = ListedColormap([COLOURS[s] for s in _CODE])
     fig, ax = plt.subplots(figsize=(6.4, 5.2))
     ax.pcolormesh(x, y, codes.T, cmap=colours, vmin=-0.5, vmax=2.5, shading="flat")
     if len(env_map.axes) == 2:
@@ -151,7 +151,9 @@ def _heatmap(env_map: EnvelopeMap, a: int, b: int, path: Path) -> None:
     )
     ax.legend(
         handles=[Patch(color=COLOURS[st], label=st.value) for st in Status],
-        loc="upper right", fontsize=8, framealpha=0.8,
+        loc="upper right",
+        fontsize=8,
+        framealpha=0.8,
     )
     fig.tight_layout()
     fig.savefig(path, dpi=110)

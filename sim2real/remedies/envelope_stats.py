@@ -86,12 +86,15 @@ def zero_failure_episodes(success: float, confidence: float) -> int:
 
 
 def episodes_to_decide(k: int, n: int, success: float, confidence: float, limit: int) -> int:
-    """The fewest further episodes that could decide an undecided region: all of them
-    successes (towards inside) or all failures (towards outside), whichever needs fewer.
-    ``limit`` when neither can within ``limit`` further episodes."""
+    """The fewest further episodes that could decide an undecided region, towards the side
+    its success rate points to: all successes towards inside when ``k / n >= success``,
+    else all failures towards outside (with no episode yet, whichever needs fewer).
+    ``limit`` when that takes more than ``limit`` further episodes."""
+    towards_inside = n > 0 and k >= success * n
+    towards_outside = n > 0 and not towards_inside
     for m in range(1, limit + 1):
-        if lower_bound(k + m, n + m, confidence) >= success:
+        if not towards_outside and lower_bound(k + m, n + m, confidence) >= success:
             return m
-        if upper_bound(k, n + m, confidence) < success:
+        if not towards_inside and upper_bound(k, n + m, confidence) < success:
             return m
     return limit
