@@ -77,7 +77,11 @@ class BatchVectorEnv(gym.vector.VectorEnv):
         self.sim = BatchSim(task, num_envs, nthread=nthread, max_episode_steps=max_episode_steps)
         self._sources: list[Any] | None = None
         self._nominal = self.sim.pipeline(None)
-        if skewed is not None:
+        if skewed is not None and not hasattr(skewed, "source"):  # before sim2real.point
+            if randomization is not None:
+                raise ValueError("make_vec needs sim2real.point's sources to randomize")
+            self._nominal = self.sim.pipeline(skewed.skews)
+        elif skewed is not None:
             self._sources = [skewed.source.bind(skewed.context) for _ in range(num_envs)]
             probe = self._sources[0].draw(np.random.default_rng(0))
             self.sim.pipeline(probe)  # refuses what the batch engine cannot realize, now
