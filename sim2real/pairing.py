@@ -9,7 +9,7 @@ from typing import Any
 import gymnasium as gym
 
 from sim2real.point import FixedSource, Point, Source, as_source, has_per_step
-from sim2real.skewed_env import ObsFn, SkewedEnv, find_skewed_env, mujoco_base
+from sim2real.skewed_env import EnvArgumentError, ObsFn, SkewedEnv, find_skewed_env, mujoco_base
 from sim2real.spec import SkewSpec, SkewSpecError, check_dimensions
 from sim2real.tasks import Task, get_task, tasks
 
@@ -97,7 +97,7 @@ def resolve_spec(task: Task | None, skews: SpecSource) -> SkewSpec:
 
 def _builtin(task: EnvSource) -> Task | None:
     if not isinstance(task, str) and not callable(task):
-        raise TypeError(
+        raise EnvArgumentError(
             "the env argument (task) must be a built-in task name such as 'Hopper', a "
             "Gymnasium id of a MujocoEnv, or a callable that builds one, "
             f"got {task!r} ({type(task).__name__})"

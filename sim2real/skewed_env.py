@@ -53,12 +53,16 @@ ObsFn = Callable[[MujocoEnv], np.ndarray]  # the env's observation, from its phy
 _CARRIERS: weakref.WeakSet[MujocoEnv] = weakref.WeakSet()
 
 
+class EnvArgumentError(TypeError, ValueError):
+    """An env argument that is not (and does not build) a MuJoCo Gymnasium env."""
+
+
 def mujoco_base(env: Any, what: str = "env") -> MujocoEnv:
     """The ``MujocoEnv`` under ``env``'s wrappers, or a clear error."""
     base = getattr(env, "unwrapped", None)
     if not isinstance(base, MujocoEnv):
         kind = type(base if base is not None else env).__name__
-        raise TypeError(f"{what} must be built on gymnasium's MujocoEnv, got {kind}")
+        raise EnvArgumentError(f"{what} must be built on gymnasium's MujocoEnv, got {kind}")
     return base
 
 

@@ -154,3 +154,69 @@ def test_make_checks_a_randomization_before_building_an_env(monkeypatch, randomi
     with pytest.raises(ValueError, match=message):
         sim2real.make("Hopper", randomization=randomization)
     assert not built
+
+
+# --------------------------------------------------------------------------- bad input at the env
+@pytest.mark.parametrize("task", [42, None, 3.5, ["Hopper"]])
+def test_a_task_that_is_not_an_env_names_the_env_argument(task):
+    with pytest.raises(ValueError, match=r"the env argument \(task\) must be a built-in task"):
+        sim2real.make_pair(task)
+    with pytest.raises(ValueError, match=r"the env argument \(task\)"):
+        sim2real.make(task)
+
+
+@pytest.mark.parametrize(
+    ("real", "message"),
+    [
+        ({"timing": {"obs_latency_s": 0.0009}}, "timing.obs_latency_s of 0.0009 s rounds to zero"),
+        ({"timing": {"action_latency_s": 0.001}}, "rounds to zero physics substeps of 0.002 s"),
+        ({"timing": {"control_jitter_s": 0.0005}}, "timing.control_jitter_s of 0.0005 s rounds"),
+        ({"timing": {"obs_latency_s": 9.0}}, "longer than an episode (8 s); allowed: at most 8 s"),
+        ({"timing": {"action_latency_s": 20.0}}, "timing.action_latency_s of 20 s is longer"),
+        ({"dynamics": {"mass_scale": [1.1, 1.2]}}, "mass_scale must be one number or 5 numbers"),
+        ({"dynamics": {"damping_scale": [1.1] * 7}}, "6 numbers (one per dof), got 7"),
+        ({"actuation": {"deadband": [0.01] * 2}}, "3 numbers (one per action dimension)"),
+    ],
+)
+def test_latencies_and_per_element_values_are_checked_against_the_env(real, message):
+    with pytest.raises(ValueError) as caught:
+        sim2real.make_pair("Hopper", real=real)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_randomized_latency_longer_than_an_episode_is_refused():
+    long = {"timing": {"obs_latency_s": {"dist": "uniform", "low": 0.0, "high": 10.0}}}
+    with pytest.raises(ValueError, match=r"obs_latency_s can draw 10 s, longer than an episode"):
+        sim2real.make("Hopper", randomization=long)
+
+
+def test_an_off_grid_latency_is_rounded_said_in_describe_and_warned_once():
+    with pytest.warns(UserWarning, match=r"timing.obs_latency_s of 0.0031 s is off the substep"):
+        _, real = sim2real.make_pair("Hopper", real={"timing": {"obs_latency_s": 0.0031}})
+    assert real.reset(seed=0)[1]["skews"]["timing.obs_latency_s"] == pytest.approx(0.004)
+    assert "rounded to the substep grid by 29 %" in sim2real.describe(real, show=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warned once: a second env of the same value is quiet
+        sim2real.make_pair("Hopper", real={"timing": {"obs_latency_s": 0.0031}})
+        sim2real.make_pair("Hopper", real={"timing": {"obs_latency_s": 0.0021}})  # 5 %: quiet
+
+
+def test_numpy_values_pass_through_make_pair_and_randomization():
+    _, real = sim2real.make_pair("Hopper", real={"sensing": {"noise_std": np.full(11, 0.01)}})
+    assert real.reset(seed=0)[1]["skews"]["sensing.noise_std"] == [0.01] * 11
+    env = sim2real.make(
+        "Hopper",
+        randomization={"dynamics": {"mass_scale": {"dist": "uniform", "low": np.float64(0.8),
+                                                   "high": np.array(1.2)}}},
+    )  # fmt: skip
+    assert 0.8 <= env.reset(seed=0)[1]["skews"]["dynamics.mass_scale"] <= 1.2
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("nan")])
+def test_non_finite_randomization_bounds_are_refused(bad):
+    spec = {"dynamics": {"mass_scale": {"dist": "uniform", "low": 0.8, "high": bad}}}
+    with pytest.raises(ValueError, match=r"dynamics\.mass_scale.*(finite|low <= high)"):
+        sim2real.make("Hopper", randomization=spec)
+    noise = {"sensing": {"noise_std": {"dist": "uniform", "low": 0.0, "high": [0.1] * 10 + [bad]}}}
+    with pytest.raises(ValueError, match=r"sensing\.noise_std.*finite"):
+        sim2real.make("Hopper", randomization=noise)

@@ -285,12 +285,18 @@ def to_yaml(value: Any) -> str:
 
 
 def _param(value: Any, key: str) -> np.ndarray:
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    elif isinstance(value, np.generic):
+        value = value.item()
     if isinstance(value, list) and not value:
         raise ValueError(f"parameter {key!r} must not be empty")
     numbers = value if isinstance(value, list) else [value]
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers):
         raise ValueError(f"parameter {key!r} must be a number or a list of numbers")
     array = np.asarray(value, dtype=np.float64)
+    if not np.isfinite(array).all():
+        raise ValueError(f"parameter {key!r} must be finite, got {value!r}")
     return array if array.ndim else array[()]  # a numpy scalar: fast arithmetic at sample time
 
 
