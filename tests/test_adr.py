@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from sim2real.paths import data_dir
-from sim2real.randomization.adr import AdrConfig, AdrEnv, AdrSource, AdrState
+from sim2real.randomization.adr import AdrConfig, AdrEnv, AdrSource
 
 
 def _config(**overrides) -> AdrConfig:
@@ -68,7 +68,9 @@ def test_boundary_sampling_pins_one_side_and_draws_the_rest_inside() -> None:
         values, boundary = state.sample(rng)
         boundaries.append(boundary)
         assert 0.5 <= values["dynamics.friction_scale"] <= 1.5
-        assert all(0.0 <= v <= h for v, h in zip(values["sensing.noise_std"], [0.1, 0.2]))
+        assert all(
+            0.0 <= v <= h for v, h in zip(values["sensing.noise_std"], [0.1, 0.2], strict=True)
+        )
         if boundary == "dynamics.friction_scale:low":
             assert values["dynamics.friction_scale"] == 0.5
         if boundary == "sensing.noise_std:high":

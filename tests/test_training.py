@@ -148,3 +148,129 @@ def test_shipped_policy_loads_and_fits_its_task(entry: dict) -> None:
     assert (model.action_space.high == env.action_space.high).all()
     assert vecnorm is not None, "shipped policies are trained with observation normalization"
     assert vecnorm.obs_rms.mean.shape == env.observation_space.shape
+
+
+# ---------------------------------------------------------------------- robustify
+def _tiny_robust(tmp_path: Path, tiny_config: Path, **kwargs) -> Path:
+    return train(
+        "InvertedPendulum",
+        seed=1,
+        timesteps=1024,
+        out=tmp_path / "run",
+        config=tiny_config,
+        progress=False,
+        **kwargs,
+    )
+
+
+def test_asymmetric_history_policy_is_evaluated_from_plain_observations(
+    tmp_path: Path, tiny_config: Path
+) -> None:
+    """Trained with a Dict observation (actor: obs + 4 commands; critic: true obs + point),
+    the saved policy acts from the plain observation; the critic's input never reaches it."""
+    import numpy as np
+
+    from sim2real.evaluation.policy import resolve_policies
+
+    run = _tiny_robust(
+        tmp_path,
+        tiny_config,
+        history=4,
+        asymmetric=True,
+        randomization=data_dir("configs") / "randomization" / "invertedpendulum.yaml",
+    )
+    meta = json.loads((run / "metadata.json").read_text())
+    assert meta["history"] == {"commands": 4, "observations": 0} and meta["asymmetric"]
+    source = resolve_policies(run)[0]
+    assert source.asymmetric and source.history.commands == 4
+    network = source.network
+    assert set(network.observation_space.spaces) == {"actor", "critic"}
+    obs = np.random.default_rng(0).normal(size=(5, 4))
+    actions = source.build(5)(obs, episode_start=np.ones(5, bool))
+    assert actions.shape == (5, 1) and np.isfinite(actions).all()
+    aug = np.concatenate([obs, np.zeros((5, 4))], axis=1)
+    critic_dim = network.observation_space["critic"].shape[0]
+    one, _ = network.predict(
+        {"actor": aug, "critic": np.zeros((5, critic_dim))}, deterministic=True
+    )
+    other, _ = network.predict(
+        {"actor": aug, "critic": np.full((5, critic_dim), 7.0)}, deterministic=True
+    )
+    np.testing.assert_array_equal(one, other)
+    returns = evaluate_sim_return(run, seeds=range(2))
+    assert len(returns) == 2 and all(r > 0 for r in returns)
+
+
+def test_warm_start_acts_exactly_as_its_source(tmp_path: Path, tiny_run: Path) -> None:
+    """Inputs added by the history start with zero weight: the warm-started policy's action
+    equals the source's on the observations the source knew."""
+    import numpy as np
+    from stable_baselines3 import PPO
+
+    from sim2real.history import History
+    from sim2real.training import _make_vec_env
+    from sim2real.training.asymmetric import AsymmetricActorCriticPolicy
+    from sim2real.training.warm import warm_start
+
+    venv = _make_vec_env(
+        "InvertedPendulum",
+        None,
+        2,
+        {"obs": True, "reward": True},
+        0.99,
+        history=History(3),
+        asymmetric=True,
+    )
+    model = PPO(AsymmetricActorCriticPolicy, venv, device="cpu", seed=0)
+    warm_start(model, venv, tiny_run)
+    source, stats = load_policy(tiny_run)
+    obs = np.random.default_rng(1).normal(size=(6, 4))
+    expected, _ = source.predict(stats.normalize_obs(obs), deterministic=True)
+    aug = np.concatenate([obs, np.random.default_rng(2).uniform(-3, 3, (6, 3))], axis=1)
+    critic_dim = venv.observation_space["critic"].shape[0]
+    got, _ = model.predict(
+        venv.normalize_obs({"actor": aug, "critic": np.zeros((6, critic_dim))}), deterministic=True
+    )
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+def test_adr_training_keeps_its_state_in_checkpoints_and_metadata(
+    tmp_path: Path, tiny_config: Path
+) -> None:
+    adr = {
+        "task": "InvertedPendulum",
+        "boundary_prob": 1.0,
+        "buffer_size": 1,
+        "thresholds": {"low": -1.0, "high": 0.0},
+        "step": 0.5,
+        "fields": {"dynamics.mass_scale": {"low": 0.8, "high": 1.2}},
+    }
+    run = _tiny_robust(tmp_path, tiny_config, adr=adr, history=2)
+    meta = json.loads((run / "metadata.json").read_text())
+    assert meta["adr"]["ranges"]["dynamics.mass_scale"] == {"low": 0.8, "high": 1.2}
+    saved = sorted((run / "checkpoints").glob("adr_state_*_steps.json"))
+    assert saved and json.loads(saved[-1].read_text())["progress"]
+    checkpoint = sorted((run / "checkpoints").glob("rl_model_*_steps.zip"))[0]
+    resumed = train(
+        "InvertedPendulum",
+        seed=1,
+        timesteps=1536,
+        out=run,
+        config=tiny_config,
+        progress=False,
+        adr=adr,
+        history=2,
+        resume=checkpoint,
+    )
+    assert json.loads((resumed / "metadata.json").read_text())["timesteps_done"] >= 1536
+
+
+def test_recurrent_ppo_trains_and_is_evaluated_with_its_state(
+    tmp_path: Path, tiny_config: Path
+) -> None:
+    run = _tiny_robust(tmp_path, tiny_config, algo="rppo")
+    from sim2real.evaluation.policy import resolve_policies
+
+    source = resolve_policies(run)[0]
+    assert source.algo == "rppo" and source.recurrent
+    assert len(evaluate_sim_return(run, seeds=range(2))) == 2
