@@ -90,7 +90,7 @@ FIGURES: tuple[Figure, ...] = (
     Figure(
         "bad-input",
         "for args in 'evaluate --polcy x' 'benchmark --seeds 0' 'demo --task Hoppr'; do "
-        'echo "\\$ sim2real $args"; sim2real $args 2>&1; done; true',
+        "printf '$ sim2real %s\\n' \"$args\"; sim2real $args 2>&1; done; true",
         fast=True,
     ),
     Figure(
@@ -149,6 +149,8 @@ def blocks(text: str) -> dict[str, tuple[int, int]]:
 def run(figure: Figure) -> str:
     """The figure's text, from a fresh run of its command."""
     env = os.environ | {"MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")} | figure.env
+    # `python` and `sim2real` are this interpreter's, even without an activated venv.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env.pop("FORCE_COLOR", None)
     result = subprocess.run(
         ["bash", "-c", figure.command],

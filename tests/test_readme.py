@@ -83,6 +83,14 @@ def test_a_figure_masks_only_its_volatile_parts() -> None:
     assert demo.mask("sim return 1351") != demo.mask("sim return 1407")
 
 
+def test_every_registered_figure_has_markers() -> None:
+    present = figures.blocks(README.read_text())
+    if not present:
+        pytest.skip("README.md has no figure markers yet")
+    missing = [f.name for f in figures.FIGURES if f.name not in present]
+    assert not missing, f"registered in scripts/readme_figures.py, no markers in README: {missing}"
+
+
 def test_the_quick_figures_match_their_commands() -> None:
     text = README.read_text()
     present = figures.blocks(text)
