@@ -178,3 +178,31 @@ def test_a_failing_shard_ends_the_run_with_its_error():
     work = Workload(TASK, {"sim": {}}, (source,), (Lane(0, "sim", (1,)),), 10, 1)
     with pytest.raises(Exception, match="the policy broke"):
         RayEngine(max_retries=0).run(work, lambda episode: None)
+
+
+def test_the_command_line_runs_on_ray(tmp_path, capsys):
+    from sim2real.cli import main
+
+    common = ["evaluate", "--policy", str(ROOT / HOPPER), "--task", "Hopper", "--seeds", "1-2"]
+    common += ["--no-attribution", "--max-episode-steps", "40", "--no-progress"]
+    assert main([*common, "--engine", "ray", "--out", str(tmp_path / "ray")]) == 0
+    assert main([*common, "--out", str(tmp_path / "local")]) == 0
+    capsys.readouterr()
+    ray_report = json.loads((tmp_path / "ray" / "report.json").read_text())
+    local_report = json.loads((tmp_path / "local" / "report.json").read_text())
+    assert ray_report["episodes"] == local_report["episodes"]
+
+
+def test_ray_attaches_to_ray_address_else_starts_a_local_one(monkeypatch):
+    from sim2real.engines import ray_engine
+
+    calls: list[dict] = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kwargs: calls.append(kwargs))
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
+    ray_engine.ensure_ray()
+    monkeypatch.delenv("RAY_ADDRESS")
+    ray_engine.ensure_ray(num_cpus=3)
+    assert calls[0]["address"] == "10.0.0.1:6379"
+    assert calls[1]["address"] == "local" and calls[1]["num_cpus"] == 3
+    assert calls[1]["include_dashboard"] is False

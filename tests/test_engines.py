@@ -16,6 +16,7 @@ from sim2real.engines import ENGINES, Episode, Lane, Workload, check_engine, run
 from sim2real.engines.local import LocalEngine
 from sim2real.evaluation import rollout
 from sim2real.evaluation.policy import PolicySource
+from sim2real.paths import data_dir
 
 TASK = "InvertedPendulum"
 STEPS = 60
@@ -152,3 +153,19 @@ def test_a_gymnasium_id_runs_on_the_local_engine():
     work = Workload("InvertedPendulum-v5", {"sim": {}}, (source,), (Lane(0, "sim", (0,)),), 5, 1)
     run_workload(work, on_episode=got.append)
     assert [(e.seed, e.length) for e in got] == [(0, 5)]
+
+
+@pytest.mark.parametrize("real", ["default", "harsh"])
+def test_a_shipped_policy_gives_the_same_episodes_on_local_and_batch(real):
+    try:
+        check_engine("batch")
+    except ValueError:
+        pytest.skip("the batch engine is not part of this installation")
+    kwargs = dict(
+        seeds=range(100, 104), real=real, attribution=False, max_episode_steps=100, n_envs=4
+    )
+    policy = data_dir("policies") / "Hopper" / "sim" / "seed0"
+    local = sim2real.evaluate_gap(policy, "Hopper", progress=False, **kwargs)
+    batch = sim2real.evaluate_gap(policy, "Hopper", engine="batch", progress=False, **kwargs)
+    assert local.episodes == batch.episodes
+    assert len({e["return"] for e in local.episodes}) == len(local.episodes)
