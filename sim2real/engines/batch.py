@@ -12,8 +12,7 @@ DESIGN.md section 3 per simulation, equal to the local pipeline
   control step in the segments of :func:`sim2real.skews.step_segments`;
 - actuation noise and deadband, sensor bias, noise and dropout, from the same
   per-episode generators (``SeedSequence(seed).spawn``, in the order of
-  :data:`STREAM_INDEX`) and the same 256-row blocks as the local
-  engine;
+  :data:`STREAM_INDEX`) and the same blocks as the local engine;
 - reset noise from the task's own ``np_random`` calls
   (:mod:`sim2real.engines.batch_tasks`).
 
@@ -48,7 +47,7 @@ from sim2real.skews import ActionLatency, ObservationLatency, step_segments
 from sim2real.skews.sensing import per_dimension
 from sim2real.spec import SkewSpec
 
-_BLOCK = 256  # rows per generator call, as sim2real.skews.streams
+_BLOCK = 256  # rows per generator call after the first blocks, as sim2real.skews.streams
 # The spawn index of each random stream from the reset's SeedSequence: fixed forever, the
 # same as the local pipeline's (sim2real.skewed_env.STREAMS, sim2real.skews.pipeline.STREAMS).
 STREAM_INDEX = {
@@ -181,42 +180,58 @@ def _is_one(value: Any) -> bool:
 
 
 # ---------------------------------------------------------------------- random streams
+def _block_sizes() -> tuple[int, ...]:
+    """The local block streams' schedule of rows per generator call, first blocks first
+    (:class:`sim2real.skews.streams.BlockStream`); the last size repeats."""
+    from sim2real.skews import streams
+
+    return (*getattr(streams, "_FIRST", ()), getattr(streams, "BLOCK", _BLOCK))
+
+
 class RowStreams:
     """One block stream per simulation, as the local pipeline's block streams
     (:mod:`sim2real.skews.streams`): rows of ``dim`` from each simulation's generator,
-    drawn 256 rows at a time.
+    drawn in blocks of the same sizes (the first blocks small, then 256 rows).
 
     As the local env's streams, a simulation's stream is kept across episodes while
-    its scale (the key given to :meth:`use`) stays the same, and starts a fresh block
-    when the scale changes or the simulation is reseeded.
+    its scale (the key given to :meth:`use`) stays the same, and starts afresh (its
+    unread rows dropped, the block sizes from the first again) when the scale changes
+    or the simulation is reseeded.
     """
 
     def __init__(self, nsim: int, dim: int, uniform: bool = False) -> None:
         self.dim, self.uniform = dim, uniform
+        self.sizes = _block_sizes()
         self.rngs: list[np.random.Generator | None] = [None] * nsim
         self.keys: list[np.ndarray | None] = [None] * nsim
-        self.block = np.zeros((nsim, _BLOCK, dim))
-        self.row = np.full(nsim, _BLOCK)
+        self.block = np.zeros((nsim, max(self.sizes), dim))
+        self.row = np.zeros(nsim, dtype=np.int64)  # the next row of the current block
+        self.size = np.zeros(nsim, dtype=np.int64)  # rows in the current block
+        self.blocks = np.zeros(nsim, dtype=np.int64)  # blocks drawn since the stream began
 
     def restart(self, sim: int, rng: np.random.Generator) -> None:
         self.rngs[sim] = rng
         self.keys[sim] = None
-        self.row[sim] = _BLOCK
+        self._begin(sim)
+
+    def _begin(self, sim: int) -> None:
+        self.row[sim] = self.size[sim] = self.blocks[sim] = 0
 
     def use(self, sim: int, key: np.ndarray) -> None:
-        """This episode's scale for simulation ``sim``: a new scale starts a new block."""
+        """This episode's scale for simulation ``sim``: a new scale starts a new stream."""
         held = self.keys[sim]
         if held is None or held.shape != key.shape or not np.array_equal(held, key):
             self.keys[sim] = key
-            self.row[sim] = _BLOCK
+            self._begin(sim)
 
     def next(self, ids: np.ndarray) -> np.ndarray:
         """The next row of each simulation in ``ids``, ``(len(ids), dim)``."""
-        for sim in ids[self.row[ids] == _BLOCK].tolist():
-            rng = self.rngs[sim]
-            shape = (_BLOCK, self.dim)
-            self.block[sim] = rng.random(shape) if self.uniform else rng.standard_normal(shape)
-            self.row[sim] = 0
+        for sim in ids[self.row[ids] == self.size[ids]].tolist():
+            rng, n = self.rngs[sim], self.sizes[min(self.blocks[sim], len(self.sizes) - 1)]
+            shape = (n, self.dim)
+            self.block[sim, :n] = rng.random(shape) if self.uniform else rng.standard_normal(shape)
+            self.row[sim], self.size[sim] = 0, n
+            self.blocks[sim] += 1
         rows = self.block[ids, self.row[ids]]
         self.row[ids] += 1
         return rows
