@@ -242,7 +242,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=2, help="runs of each side, alternating")
-    parser.add_argument("--tasks", default="Hopper,HalfCheetah,Ant")
+    parser.add_argument("--tasks", default="Hopper,HalfCheetah,Ant", help="'': none")
     parser.add_argument("--ppo-steps", type=int, default=6144, help="0 skips the PPO comparison")
     parser.add_argument(
         "--ppo-envs", default="8,32", help="envs per PPO rollout (8: hopper_ppo.yaml)"
@@ -257,7 +257,7 @@ def main() -> None:
     )
     results: dict = {"cpus": os.cpu_count(), "tasks": []}
     with tempfile.TemporaryDirectory() as scratch:
-        for task in args.tasks.split(","):
+        for task in filter(None, args.tasks.split(",")):
             result = bench_task(task, policy_folder(task, Path(scratch)), seeds, args.repeat)
             results["tasks"].append(result)
             print_task(result)
