@@ -150,23 +150,24 @@ class _Clocked:
     """A stateful policy: a gain that follows each row's own time in its episode, restarted by
     ``episode_start``, so that a wrong row or mask changes the returns."""
 
-    def __init__(self, gain: float) -> None:
-        self.gain, self.t = gain, None
+    def __init__(self, gain: float, dtype: type) -> None:
+        self.gain, self.dtype, self.t = gain, dtype, None
 
     def __call__(self, obs: np.ndarray, episode_start: np.ndarray) -> np.ndarray:
         if self.t is None:
             self.t = np.zeros(len(obs))
         self.t = np.where(episode_start, 0.0, self.t + 1.0)
         gain = self.gain * np.sin(self.t / 3.0)[:, None]
-        return np.clip(gain * obs[:, 1:2] + 0.2 * obs[:, 3:4], -3.0, 3.0)
+        return np.clip(gain * obs[:, 2:5], -1.0, 1.0).astype(self.dtype)
 
 
 def test_policies_variants_and_lanes_as_the_local_engine() -> None:
-    """Two stateful policies, two variants, lanes of several seeds on fewer simulations than
-    lanes: the same records as the local engine (each built its own policy objects)."""
+    """Two stateful policies (one acting in float32, one in float64: upstream's control cost
+    follows the action's dtype), two variants, lanes of several seeds on fewer simulations
+    than lanes: the same records as the local engine."""
     from sim2real.evaluation.policy import PolicySource
 
-    specs = {"sim": {}, "harsh": get_task("InvertedPendulum").preset("harsh").to_dict()}
+    specs = {"sim": {}, "harsh": get_task("Hopper").preset("harsh").to_dict()}
     jobs = [(p, v, s) for p in (0, 1) for v in specs for s in range(10, 15)]
     records = {}
     for engine in ("local", "batch"):
@@ -177,12 +178,12 @@ def test_policies_variants_and_lanes_as_the_local_engine() -> None:
                 identity=f"p{g}",
                 algo=None,
                 origin="callable",
-                function=_Clocked(g),
+                function=_Clocked(g, dtype),
             )
-            for g in (1.0, 2.5)
+            for g, dtype in ((1.0, np.float32), (2.5, np.float64))
         )
         workload = Workload(
-            task="InvertedPendulum",
+            task="Hopper",
             specs=specs,
             policies=policies,
             lanes=plan_lanes(jobs, 3),
@@ -194,6 +195,7 @@ def test_policies_variants_and_lanes_as_the_local_engine() -> None:
         records[engine] = sorted(tuple(e.to_record().items()) for e in found)
     assert len(records["batch"]) == len(jobs)
     assert records["batch"] == records["local"]
+    assert len({dict(r)["return"] for r in records["batch"]}) > len(jobs) // 2
 
 
 def test_every_dynamics_field() -> None:

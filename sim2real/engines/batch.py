@@ -751,7 +751,7 @@ class BatchEngine:
             active = [s for s in range(n) if lane_of[s] is not None]
             if not active:
                 return
-            actions: np.ndarray | None = None
+            by_dtype: dict[np.dtype, list[tuple[list[int], np.ndarray]]] = {}
             for index in sorted({lane_of[s].policy for s in active}):
                 rows = [s for s in active if lane_of[s].policy == index]
                 act = policy(index)
@@ -760,11 +760,18 @@ class BatchEngine:
                 mask = np.zeros(workload.n_envs, dtype=bool)
                 mask[rows] = starting[rows]
                 out = np.asarray(act(batch_obs.copy(), episode_start=mask))
-                if actions is None:
-                    actions = np.zeros((n, *out.shape[1:]), dtype=out.dtype)
-                actions[rows] = out[rows]
-            ids = np.asarray(active)
-            result = sim.step(ids, actions[ids])
+                by_dtype.setdefault(out.dtype, []).append((rows, out[rows]))
+            # One physics call for all, unless policies give actions of different dtypes (the
+            # control cost is computed in the action's dtype, as upstream).
+            results = []
+            for groups in by_dtype.values():
+                ids = np.concatenate([np.asarray(rows) for rows, _ in groups])
+                order = np.argsort(ids)
+                acts = np.concatenate([a for _, a in groups])[order]
+                results.append(sim.step(ids[order], acts))
+            result = results[0] if len(results) == 1 else _merged(results)
+            ids = result.ids
+            active = ids.tolist()
             starting[ids] = False
             total[ids] += result.reward
             obs[ids] = result.obs
@@ -793,6 +800,15 @@ class BatchEngine:
                 if lane_of[s] is not None:
                     restart.append(s)
             begin(restart)
+
+
+def _merged(results: list[StepResult]) -> StepResult:
+    """Step results of disjoint simulations as one, ordered by simulation."""
+    ids = np.concatenate([r.ids for r in results])
+    order = np.argsort(ids)
+    fields = ("obs", "reward", "terminated", "truncated")
+    parts = {f: np.concatenate([getattr(r, f) for r in results])[order] for f in fields}
+    return StepResult(ids[order], **parts)
 
 
 def run(workload: Workload, on_episode: OnEpisode) -> None:
