@@ -191,6 +191,8 @@ def test_the_command_line_runs_on_ray(tmp_path, capsys):
     ray_report = json.loads((tmp_path / "ray" / "report.json").read_text())
     local_report = json.loads((tmp_path / "local" / "report.json").read_text())
     assert ray_report["episodes"] == local_report["episodes"]
+    engines = ray_report["settings"]["engine"], local_report["settings"]["engine"]
+    assert engines == ("ray", "local")
 
 
 def test_ray_attaches_to_ray_address_else_starts_a_local_one(monkeypatch):

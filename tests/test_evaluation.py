@@ -206,12 +206,25 @@ def test_exact_attribution_adds_up_to_the_gap(run):
     assert len(subsets) == 2**3 - 2  # the empty and full subsets are sim and real
 
 
+SEVEN_SKEWS = {
+    "dynamics": {
+        "friction_scale": 0.8,
+        "mass_scale": 1.1,
+        "damping_scale": 1.2,
+        "actuator_strength": 0.9,
+    },
+    "actuation": {"noise_std": 0.01},
+    "sensing": {"noise_std": 0.01},
+    "timing": {"obs_latency_s": 0.02},
+}
+
+
 def test_sampled_attribution_beyond_six_skews_is_efficient():
     report = sim2real.evaluate_gap(
         wobbly,
         TASK,
         seeds=[1, 2],
-        real="default",
+        real=SEVEN_SKEWS,
         permutations=2,
         max_episode_steps=40,
         progress=False,

@@ -127,7 +127,8 @@ def evaluate_gap(
     )
     if plan is not None:
         variants += _subset_variants(variants[1], plan, specs)
-    setup = _Setup(task, seed_list, variants, specs, max_episode_steps)
+    engine_name = engine if isinstance(engine, str) else getattr(engine, "name", repr(engine))
+    setup = _Setup(task, seed_list, variants, specs, max_episode_steps, engine_name)
     sources = resolve_policies(policy)
     _check_policies(sources, task, builtin, seed_list, max_episode_steps)
     # Other processes rebuild policies from bytes; an unpicklable callable is refused here.
@@ -298,6 +299,7 @@ class _Setup:
     variants: list[VariantInfo]
     specs: dict[str, SkewSpec]
     max_episode_steps: int | None
+    engine: str = "local"
 
 
 def _run_pending(
@@ -393,6 +395,7 @@ def _report(
             "bootstrap_resamples": settings.resamples,
             "bootstrap_seed": settings.seed,
             "max_episode_steps": setup.max_episode_steps,
+            "engine": setup.engine,
             "intervals": "one policy: paired BCa bootstrap over episode seeds; several "
             "training seeds: two-level bootstrap over training seeds, then episode seeds",
         },

@@ -20,6 +20,7 @@ the point estimate and its bootstrap confidence interval (level in
       "settings": {
         "confidence": float, "bootstrap_resamples": int, "bootstrap_seed": int,
         "max_episode_steps": int | null,    # null: the task's own time limit
+        "engine": str,                      # what ran this run's episodes: local, batch, ray
         "intervals": str                    # how intervals are computed, in words
       },
       "variants": {name: {
