@@ -54,13 +54,14 @@ def ship(run_dir: Path, dest: Path, command: str) -> dict:
     returns = evaluate_sim_return(dest, EVAL_SEEDS)
     entry = {
         "task": meta["task"],
-        "variant": "dr" if meta["randomization"] is not None else "sim",
+        "variant": "dr" if meta["randomization"] or meta.get("adr") else "sim",
         "seed": meta["seed"],
         "algo": meta["algo"],
         "path": dest.resolve().relative_to(POLICIES.resolve()).as_posix(),
         "command": command,
         "git_commit": meta["git_commit"],
         "timesteps": meta["timesteps"],
+        "method": _method(meta),
         "sim_return": {
             "mean": round(float(np.mean(returns)), 1),
             "std": round(float(np.std(returns)), 1),
@@ -70,6 +71,26 @@ def ship(run_dir: Path, dest: Path, command: str) -> dict:
     }
     _upsert_manifest(entry)
     return entry
+
+
+def _method(meta: dict) -> str:
+    """A one-line account of how the policy was trained."""
+    parts = [meta["algo"]]
+    history = meta.get("history") or {}
+    if history.get("commands") or history.get("observations"):
+        parts.append(
+            f"history {history.get('commands', 0)} commands"
+            + (f" + {history['observations']} observations" if history.get("observations") else "")
+        )
+    if meta.get("asymmetric"):
+        parts.append("asymmetric critic")
+    if meta.get("adr"):
+        parts.append(f"ADR ({meta.get('adr_source')})")
+    elif meta.get("randomization"):
+        parts.append(f"randomization ({meta.get('randomization_source')})")
+    if meta.get("init_from"):
+        parts.append(f"warm start from {meta['init_from']}")
+    return ", ".join(parts)
 
 
 def _upsert_manifest(entry: dict) -> None:
