@@ -205,8 +205,10 @@ class SkewMonitor:
         self._omni_h = calibration.thresholds["omnibus"]
         self._drift = calibration.drift
         self._mf_h = np.array(
-            [[calibration.thresholds.get(f"{f}@{w}", np.inf) for w in WINDOWS]
-             for f in self.directions]
+            [
+                [calibration.thresholds.get(f"{f}@{w}", np.inf) for w in WINDOWS]
+                for f in self.directions
+            ]
         ).reshape(len(self.directions), len(WINDOWS))
         ratio = calibration.variance_ratio
         self._var_ratio = np.array([ratio.get(f, 1.0) for f in self.directions])[:, None]
@@ -316,16 +318,22 @@ class SkewMonitor:
             return self._suspects, self._estimate
         steps, z, j = self._recent()
         fits = {name: stats.fit_field(j[:, i], z) for i, name in enumerate(self.reference.fields)}
-        latency = self._delay_profile(steps[-min(len(steps), 40):])
+        latency = self._delay_profile(steps[-min(len(steps), 40) :])
         scores = {name: fit.explained for name, fit in fits.items()}
+        # A linear fit around nominal misjudges a large skew: refine the two best fields
+        # and score them by what their refined value explains.
+        estimates = {
+            name: Estimate(name, 1 + fit.delta, 1 + fit.delta - 1.96 * fit.se,
+                           1 + fit.delta + 1.96 * fit.se)
+            for name, fit in fits.items()
+        }  # fmt: skip
+        for name in sorted(fits, key=lambda n: -scores[n])[:2]:
+            estimates[name], scores[name] = self._refine(name, fits[name], steps, z, j)
         scores[LATENCY] = latency[0]
+        estimates[LATENCY] = latency[1]
         ranked = sorted(scores.items(), key=lambda item: -item[1])
         self._suspects = tuple(Suspect(name, float(score)) for name, score in ranked)
-        leader = ranked[0][0]
-        if leader == LATENCY:
-            self._estimate = latency[1]
-        else:
-            self._estimate = self._refine(leader, fits[leader], steps, z, j)
+        self._estimate = estimates[ranked[0][0]]
         return self._suspects, self._estimate
 
     def _recent(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -376,22 +384,24 @@ class SkewMonitor:
 
     def _refine(
         self, name: str, fit: stats.FieldFit, steps: np.ndarray, z: np.ndarray, j: np.ndarray
-    ) -> Estimate:
-        """Two chord (Gauss-Newton with the nominal sensitivity) steps on the field's value."""
+    ) -> tuple[Estimate, float]:
+        """Two chord steps (Gauss-Newton with the nominal sensitivity) on the field's value:
+        the estimate and the share of the residual sum of squares it explains."""
         index = self.reference.fields.index(name)
-        delta = fit.delta
-        for _ in range(2):
-            value = 1.0 + delta
+        value, se, explained = 1.0 + fit.delta, fit.se, fit.explained
+        total = float(np.sum(z * z))
+        for iteration in range(3):
             if not 0.2 < value < 5.0:
                 break
             variant = self.reference.variant(name, value)
             resid = np.array([self._residual_on(int(s), variant) for s in steps])
+            explained = max(1.0 - float(np.sum(resid * resid)) / total, 0.0) if total else 0.0
+            if iteration == 2:
+                break
             step = stats.fit_field(j[:, index], resid)
-            delta += step.delta
-            fit = stats.FieldFit(delta, step.se, fit.explained)
-        value = 1.0 + delta
-        half = 1.96 * fit.se
-        return Estimate(name, value, value - half, value + half)
+            value, se = value + step.delta, step.se
+        half = 1.96 * se
+        return Estimate(name, value, value - half, value + half), explained
 
     def _residual_on(self, step: int, variant: Any) -> np.ndarray:
         before, command, after, _ = self._transition(step)
@@ -437,7 +447,13 @@ class SkewMonitor:
             episodes = np.asarray(episode_of)
             cuts = np.nonzero(np.diff(episodes))[0] + 1
             for f_index, name in enumerate(self.directions):
-                c = float(np.sum(proj[:, f_index] ** 2) / max(np.sum(energy[:, f_index]), 1e-300))
+                # Variance of the projection per unit of squared sensitivity, never below 1:
+                # residuals beneath the whitening scale (its floor on a noiseless stream)
+                # are insignificant, not noise to be normalized up.
+                c = max(
+                    float(np.sum(proj[:, f_index] ** 2) / max(np.sum(energy[:, f_index]), 1e-300)),
+                    1.0,
+                )
                 variance_ratio[name] = c
                 for gamma, w in zip(self._gammas, WINDOWS, strict=True):
                     series = np.concatenate([

@@ -1,0 +1,198 @@
+"""The skew monitor: false alarms at the stated rate, detection, identification, files, input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import sim2real
+from sim2real.remedies import monitor_stats as stats
+from sim2real.remedies.monitor import LATENCY, Monitored, SkewMonitor, sim_streams
+
+TASK = "Hopper"
+
+
+@pytest.fixture(scope="module")
+def noiseless() -> SkewMonitor:
+    """A monitor for a noiseless Hopper stream, prepared on random commands."""
+    return SkewMonitor(TASK, 1e-4, 0.0, prepare_steps=2000, seed=1)
+
+
+def _longest(streams):
+    return max(streams, key=lambda s: len(s[1]))
+
+
+def _first_alarm(monitor: SkewMonitor, obs: np.ndarray, actions: np.ndarray):
+    """The state at the first alarm (None without one), after the whole stream has run."""
+    monitor.reset()
+    first = None
+    for t in range(len(actions)):
+        state = monitor.update(obs[t], actions[t])
+        if state.alarm and first is None:
+            first = state
+    return first
+
+
+# ---------------------------------------------------------------------- pure statistics
+def test_threshold_extrapolates_an_exponential_tail() -> None:
+    """iid Exp(1) steps: upcrossings of h happen at rate ~exp(-h); 1e-4 needs h ~ 9.2,
+    beyond what 50,000 steps show with 10 alarms left: the tail fit must find it."""
+    x = np.random.default_rng(0).exponential(size=50_000)
+    found = stats.calibrate_threshold(lambda h: stats.upcrossings(x, h), len(x), 1e-4, 1.0)
+    assert found.extrapolated
+    assert -np.log(1e-4) - 0.7 < found.value < -np.log(1e-4) + 0.7
+
+
+def test_field_fit_recovers_a_known_slope() -> None:
+    rng = np.random.default_rng(1)
+    j = rng.normal(size=(400, 5))
+    z = 0.1 * j + rng.normal(size=(400, 5))
+    fit = stats.fit_field(j, z)
+    assert abs(fit.delta - 0.1) < 3 * fit.se
+    assert 0.01 < fit.se < 0.05
+
+
+# ---------------------------------------------------------------------- false alarms
+def test_no_alarm_on_noiseless_sim_streams(noiseless: SkewMonitor) -> None:
+    """The re-anchored nominal model reproduces the sim variant exactly: no alarm at all."""
+    streams = sim_streams(TASK, None, 3000, seed=500, lanes=4)
+    assert sum(len(a) for _, a in streams) >= 3000
+    for obs, actions in streams:
+        assert _first_alarm(noiseless, obs, actions) is None
+
+
+def test_false_alarm_rate_holds_on_a_noisy_nominal_stream() -> None:
+    """Calibrated on 10,000 noisy sim steps, fresh sim streams (other seeds) alarm at about
+    the stated rate: with a rate of 2e-3 over >= 7,000 tested steps, at most 2.5x the
+    rate (a binomial tolerance: P(X > 2.5 n p) < 1e-3 for n p >= 14)."""
+    rate = 2e-3
+    monitor = SkewMonitor(TASK, rate, 0.01, prepare_steps=10_000, matched=False, seed=2)
+    alarms = tested = 0
+    for obs, actions in sim_streams(TASK, None, 10_000, seed=50_000, noise_std=0.01):
+        monitor.reset()
+        for t in range(len(actions)):
+            state = monitor.update(obs[t], actions[t])
+            tested += state.used
+            if state.alarm:
+                alarms += 1
+                monitor.rearm()
+    assert tested >= 7_000
+    assert alarms <= 2.5 * rate * tested
+
+
+# ---------------------------------------------------------------------- detection
+@pytest.mark.parametrize(
+    "skews",
+    [{"dynamics": {"mass_scale": 1.5}}, {"timing": {"obs_latency_s": 0.04}}],
+    ids=["mass 1.5x", "obs latency 40 ms"],
+)
+def test_large_skew_alarms_within_five_steps(noiseless: SkewMonitor, skews: dict) -> None:
+    obs, actions = _longest(sim_streams(TASK, None, 300, seed=7, skews=skews, lanes=2))
+    state = _first_alarm(noiseless, obs, actions)
+    assert state is not None and state.alarm_step <= 5
+
+
+# ---------------------------------------------------------------------- identification
+@pytest.mark.parametrize(
+    ("skews", "field", "truth"),
+    [
+        ({"dynamics": {"actuator_strength": 0.7}}, "dynamics.actuator_strength", 0.7),
+        ({"dynamics": {"damping_scale": 2.0}}, "dynamics.damping_scale", 2.0),
+        ({"timing": {"obs_latency_s": 0.012, "action_latency_s": 0.008}}, LATENCY, 0.02),
+    ],
+    ids=["dynamics: motor", "dynamics: damping", "timing: total latency"],
+)
+def test_suspect_and_size_on_a_clear_case(
+    noiseless: SkewMonitor, skews: dict, field: str, truth: float
+) -> None:
+    obs, actions = _longest(sim_streams(TASK, None, 400, seed=11, skews=skews, lanes=4))
+    assert _first_alarm(noiseless, obs, actions) is not None
+    suspects, estimate = noiseless.identify()
+    assert suspects[0].field == field
+    assert [s.score for s in suspects] == sorted((s.score for s in suspects), reverse=True)
+    if field == LATENCY:
+        assert estimate.substeps == 10  # 12 + 8 ms = 20 ms = 10 substeps of 2 ms, in total
+        assert "not identifiable" in str(estimate)
+    else:
+        assert abs(estimate.value - truth) <= 0.1 * abs(truth - 1)
+        assert estimate.low <= estimate.value <= estimate.high
+
+
+# ---------------------------------------------------------------------- files, wrapper
+def test_save_load_round_trip(noiseless: SkewMonitor, tmp_path) -> None:
+    path = noiseless.save(tmp_path / "monitor.json")
+    assert json.loads(path.read_text())["format"] == "sim2real.monitor/1"
+    loaded = SkewMonitor.load(path)
+    assert loaded.calibration == noiseless.calibration
+    obs, actions = _longest(
+        sim_streams(TASK, None, 200, seed=3, skews={"dynamics": {"mass_scale": 1.2}}, lanes=2)
+    )
+    for monitor in (noiseless, loaded):
+        monitor.reset()
+    for t in range(len(actions)):
+        a, b = noiseless.update(obs[t], actions[t]), loaded.update(obs[t], actions[t])
+        assert a == b
+
+
+def test_monitored_puts_the_state_in_info(noiseless: SkewMonitor) -> None:
+    env = Monitored(sim2real.make(TASK, skews={"dynamics": {"mass_scale": 1.3}}), noiseless)
+    _, info = env.reset(seed=0)
+    assert info["monitor"].alarm is False
+    rng = np.random.default_rng(0)
+    states = []
+    for _ in range(10):
+        _, _, terminated, truncated, info = env.step(rng.uniform(-1, 1, 3))
+        states.append(info["monitor"])
+        if terminated or truncated:
+            break
+    assert [s.step for s in states] == list(range(1, len(states) + 1))
+    assert states[-1].alarm
+
+
+# ---------------------------------------------------------------------- bad input
+def test_bad_input_is_refused_in_one_line(noiseless: SkewMonitor) -> None:
+    noiseless.reset()
+    good_obs, good_action = np.zeros(11), np.zeros(3)
+    cases = [
+        (np.zeros(10), good_action, "obs must have shape (11,)"),
+        (np.full(11, np.nan), good_action, "obs must be finite"),
+        (good_obs, np.zeros(4), "action must have shape (3,)"),
+        (good_obs, [np.inf, 0, 0], "action must be finite"),
+    ]
+    for obs, action, message in cases:
+        with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")) as e:
+            noiseless.update(obs, action)
+        assert "\n" not in str(e.value)
+    with pytest.raises(ValueError, match="false_alarm_rate must be in"):
+        SkewMonitor(TASK, 1.5)
+    with pytest.raises(ValueError, match="sensor_noise_std must be one number or 11"):
+        SkewMonitor(TASK, 1e-4, [0.01, 0.02])
+    with pytest.raises(ValueError, match="unknown task"):
+        SkewMonitor("Hoppr")
+
+
+def test_cli_writes_report_and_refuses_bad_input(noiseless: SkewMonitor, tmp_path) -> None:
+    from sim2real.cli import main
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "metadata.json").write_text(json.dumps({
+        "format": "sim2real.logs/1", "task": TASK, "control_dt": 0.008, "obs_dim": 11,
+        "act_dim": 3, "episodes": 2,
+    }))  # fmt: skip
+    streams = sim_streams(TASK, None, 100, seed=4, skews={"dynamics": {"mass_scale": 1.3}})
+    for i, (obs, actions) in enumerate(streams[:2]):
+        times = np.arange(len(obs)) * 0.008
+        np.savez(logs / f"episode_{i:04d}.npz", observations=obs, actions=actions, times=times)
+    saved = noiseless.save(tmp_path / "monitor.json")
+    out = tmp_path / "out"
+    status = main(["monitor", "--task", TASK, "--logs", str(logs), "--monitor", str(saved),
+                   "--out", str(out)])  # fmt: skip
+    assert status == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["summary"]["alarmed"] == 2
+    assert (out / "report.md").is_file() and (out / "monitor.png").stat().st_size > 0
+    assert main(["monitor", "--task", "Hoppr", "--logs", str(logs)]) == 2
+    assert main(["monitor", "--task", TASK, "--logs", str(tmp_path / "none")]) == 2
