@@ -156,3 +156,22 @@ def test_adr_env_applies_the_drawn_point_and_reports_returns() -> None:
     assert state.ranges()["timing.obs_latency_s"]["high"] == pytest.approx(0.016)
     assert latencies[-1] == pytest.approx(0.016)
     env.close()
+
+
+def test_latencies_are_drawn_on_the_substep_grid() -> None:
+    """A draw that would round to less than a substep is 0, never an invalid spec."""
+    config = AdrConfig.load(
+        {
+            "task": "Hopper",
+            "boundary_prob": 0.1,
+            "buffer_size": 1,
+            "thresholds": {"low": 0, "high": 1},
+            "fields": {"timing.action_latency_s": {"high": 0.004}},
+        }
+    )
+    state = config.new_state()
+    state.progress["timing.action_latency_s:high"] = 1.0
+    source = AdrSource(state, latency_grid_s=0.002)
+    rng = np.random.default_rng(0)
+    drawn = {source.draw(rng).timing.action_latency_s for _ in range(200)}
+    assert drawn <= {0.0, 0.002, 0.004} and len(drawn) == 3

@@ -269,13 +269,26 @@ class AdrSource:
     which side it tests; :meth:`episode_return` hands that episode's return back.
     """
 
-    def __init__(self, state: AdrState, base: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        state: AdrState,
+        base: Mapping[str, Any] | None = None,
+        latency_grid_s: float | None = None,
+    ) -> None:
         self.state = state
         self.base = dict(base or {})
+        self.latency_grid_s = latency_grid_s
         self.boundary: str | None = None
 
     def draw(self, rng: np.random.Generator) -> SkewSpec:
+        """The next episode's point; latencies rounded to ``latency_grid_s`` (the physics
+        substep, on which they are realized anyway) when it is given."""
         values, self.boundary = self.state.sample(rng)
+        if self.latency_grid_s:
+            grid = self.latency_grid_s
+            for name in ("timing.obs_latency_s", "timing.action_latency_s"):
+                if name in values:
+                    values[name] = round(values[name] / grid) * grid
         point = _nested(values)
         for section, fields in self.base.items():
             point.setdefault(section, {}).update(
@@ -303,8 +316,9 @@ class AdrEnv(gym.Wrapper):
         from sim2real.tasks import tasks
 
         super().__init__(gym.make(tasks()[task].real_id, skews=SkewSpec()))
-        self.source = AdrSource(state)
         self._skewed = find_skewed_env(self.env)
+        timestep = float(self.env.unwrapped.model.opt.timestep)
+        self.source = AdrSource(state, latency_grid_s=timestep)
         self._rng = np.random.default_rng(seed)
         self._return = 0.0
 
