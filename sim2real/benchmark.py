@@ -26,6 +26,7 @@ from sim2real.cli_options import (
     add_seeds,
     check_resume,
     progress_enabled,
+    say_reused,
 )
 from sim2real.paths import data_dir
 from sim2real.spec import SkewSpecError, format_validation_error, load_yaml
@@ -298,6 +299,8 @@ def _cli(args: argparse.Namespace) -> int:
     if args.overwrite:
         for task in existing:
             (out / task / "episodes.jsonl").unlink()
+    if args.resume:
+        say_reused([out / e.task / "episodes.jsonl" for e in suite.tasks])
     run(suite, out, resume=args.resume, engine=args.engine, progress=progress_enabled(args))
     print((out / RESULTS[1]).read_text())
     print(f"wrote {', '.join(str(out / name) for name in RESULTS)}")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -191,6 +192,21 @@ def check_resume(out: Path, existing: list[str], *, resume: bool, overwrite: boo
             f"--out {str(out)!r} already holds results ({', '.join(existing)}); add --resume "
             "to continue them or --overwrite to discard them"
         )
+
+
+def say_reused(paths: list[Path], *, stream: TextIO | None = None) -> int:
+    """Print how many finished episodes ``--resume`` reuses from these results files
+    (``episodes.jsonl``: a header line, then one JSON line per episode); return that count."""
+    count = 0
+    for path in paths:
+        if path.is_file():
+            for line in path.read_text().splitlines()[1:]:
+                with contextlib.suppress(json.JSONDecodeError):
+                    json.loads(line)
+                    count += 1
+    where = str(paths[0]) if len(paths) == 1 else f"{len(paths)} results files"
+    print(f"--resume: reusing {count} finished episodes from {where}", file=stream or sys.stdout)
+    return count
 
 
 # ---- the options -------------------------------------------------------------------------

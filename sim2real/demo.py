@@ -31,6 +31,7 @@ from sim2real.cli_options import (
     add_seeds,
     check_resume,
     progress_enabled,
+    say_reused,
 )
 from sim2real.tasks import get_task
 
@@ -146,6 +147,8 @@ def _cli(args: argparse.Namespace) -> int:
     )
     if args.overwrite:
         episodes.unlink(missing_ok=True)
+    if args.resume:
+        say_reused([episodes])
     run(args.task, args.seeds, out, engine=args.engine, progress=progress_enabled(args))
     return 0
 

@@ -271,3 +271,12 @@ def test_runs_as_a_module():
         [sys.executable, "-m", "sim2real", "list"], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0 and "Hopper" in result.stdout
+
+
+def test_resume_says_how_many_episodes_it_reuses(tmp_path: Path, capsys):
+    results = tmp_path / "episodes.jsonl"
+    results.write_text(
+        '{"schema": "sim2real.episodes/1"}\n{"seed": 1}\n{"seed": 2}\n{"seed": 3, "cut'
+    )
+    assert cli_options.say_reused([results]) == 2
+    assert f"--resume: reusing 2 finished episodes from {results}" in capsys.readouterr().out

@@ -18,6 +18,7 @@ from sim2real.cli_options import (
     positive_int,
     probability,
     progress_enabled,
+    say_reused,
 )
 
 __all__ = ["parse_seeds", "register_cli"]
@@ -93,6 +94,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.overwrite:
         for name in RESULT_FILES:
             (args.out / name).unlink(missing_ok=True)
+    if args.resume:
+        say_reused([episodes])
     from sim2real.evaluation.gap import evaluate_gap
 
     try:
