@@ -280,3 +280,12 @@ def test_resume_says_how_many_episodes_it_reuses(tmp_path: Path, capsys):
     )
     assert cli_options.say_reused([results]) == 2
     assert f"--resume: reusing 2 finished episodes from {results}" in capsys.readouterr().out
+
+
+def test_benchmark_takes_a_seed_range():
+    from sim2real.benchmark import load_suite
+
+    args = build_parser().parse_args(["benchmark", "--seeds", "100-102,110"])
+    suite = load_suite(None)
+    assert suite.with_seeds(args.seeds).seed_list == [100, 101, 102, 110]
+    assert suite.seed_list == list(range(100, 130)), "the suite itself is unchanged"
