@@ -29,7 +29,7 @@ MAGNITUDE = 1.5  # the scripted controller's force, N; the action range is [-3, 
 # every command is silenced, and the pole falls, exactly when deadband > 1.5 / 6.
 KNOWN_DEADBAND = MAGNITUDE / 6
 SEEDS = range(32)
-STEPS = 100
+STEPS = 50
 
 
 class BangBang:
@@ -212,13 +212,13 @@ def test_known_boundary_recovered_within_one_cell():
 def test_two_axes_boundary_and_saved_report(tmp_path):
     env_map = _map(
         {"actuation.deadband": (0.1, 0.4), "dynamics.mass_scale": (0.8, 1.25, "log")},
-        resolution=8,
+        resolution=6,
         coarse=2,
         out=tmp_path,
     )
     grid = env_map.status_grid()
     deadband = np.array(env_map.axes[0].values)
-    width = (0.4 - 0.1) / 8
+    width = (0.4 - 0.1) / 6
     for i, value in enumerate(deadband):
         for status in grid[i]:
             if value < KNOWN_DEADBAND - width:
@@ -246,19 +246,19 @@ def test_zero_failure_cells_need_29_episodes(tmp_path):
 
 def test_resume_after_an_interruption_recomputes_nothing(tmp_path):
     axes = {"actuation.deadband": (0.0, 0.37)}
-    first = _map(axes, out=tmp_path)
+    first = _map(axes, out=tmp_path, resolution=8)
     path = tmp_path / "episodes.jsonl"
     lines = path.read_text().splitlines()
     total = len(lines) - 1
-    kept = 100
+    kept = 60
     path.write_text("\n".join(lines[: 1 + kept]) + "\n" + lines[1 + kept][:20])  # cut short
-    resumed = _map(axes, out=tmp_path, resume=True)
+    resumed = _map(axes, out=tmp_path, resume=True, resolution=8)
     assert resumed.summary["episodes_run"] == total - kept
     assert resumed.cells == first.cells
-    again = _map(axes, out=tmp_path, resume=True)
+    again = _map(axes, out=tmp_path, resume=True, resolution=8)
     assert again.summary["episodes_run"] == 0 and again.cells == first.cells
     with pytest.raises(ValueError, match="already holds results"):
-        _map(axes, out=tmp_path)
+        _map(axes, out=tmp_path, resolution=8)
 
 
 def test_budget_stops_the_map():

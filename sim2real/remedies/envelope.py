@@ -706,7 +706,8 @@ class _Mapper:
         pending = [(0, v, s) for v, s in jobs if (v, s) not in done]
         if pending:
             n_envs = self.setup.n_envs
-            lanes = plan_lanes(sorted(pending), int(np.clip(len(pending) // (2 * n_envs), 1, 8)))
+            # One lane per lattice point (up to 8 seeds): its env is built once per round.
+            lanes = plan_lanes(sorted(pending), 8)
             variant_specs = dict(specs)
             variant_specs.setdefault(SIM_VARIANT, {})
             workload = Workload(
