@@ -4,8 +4,13 @@
 
 Sim and real envs of a task step in alternating blocks of the same random
 actions in one process, so machine noise hits both alike; the ratio is the
-median over blocks of real time / sim time. Target (issue 2): <= 1.15x for
-`default` on Hopper and HalfCheetah.
+median over blocks of real time / sim time (episodes restart when they end, so
+resets count too). Target (issue 8): <= 1.15x for `default` on every task.
+
+``--split`` adds a third env, the preset's dynamics skews alone, and a second
+ratio, real / dynamics-only: the cost of the per-step pipeline (actuation,
+sensing, timing) apart from the changed physics (a heavier, less grippy robot
+can take the solver more or less work per step than the nominal one).
 """
 
 from __future__ import annotations
@@ -29,27 +34,35 @@ def time_block(env: gym.Env, actions: np.ndarray) -> float:
     return time.perf_counter() - start
 
 
-def measure(task: str, preset: str, blocks: int, block_steps: int) -> tuple[float, float, float]:
+def measure(
+    task: str, preset: str, blocks: int, block_steps: int, split: bool = False
+) -> dict[str, float]:
+    """Median us/step of sim and real (and dynamics-only), and the median ratios."""
     sim, real = sim2real.make_pair(task, real=preset)
+    envs = {"sim": sim, "real": real}
+    if split:
+        spec = sim2real.get_task(task).preset(preset)
+        dynamics = [name for name in spec.active() if name.startswith("dynamics.")]
+        envs["dynamics"] = sim2real.make_pair(task, real=spec.only(dynamics))[1]
     rng = np.random.default_rng(0)
     space = sim.action_space
     actions = rng.uniform(space.low, space.high, (block_steps, *space.shape)).astype(space.dtype)
-    sim.reset(seed=0)
-    real.reset(seed=0)
-    time_block(sim, actions)  # warm-up, including the passive env checker's first steps
-    time_block(real, actions)
-    sim_times, real_times, ratios = [], [], []
+    for env in envs.values():
+        env.reset(seed=0)
+        time_block(env, actions)  # warm-up, including the passive env checker's first steps
+    times: dict[str, list[float]] = {name: [] for name in envs}
+    ratios: dict[str, list[float]] = {"ratio": [], "pipeline": []}
     for _ in range(blocks):
-        t_sim, t_real = time_block(sim, actions), time_block(real, actions)
-        sim_times.append(t_sim)
-        real_times.append(t_real)
-        ratios.append(t_real / t_sim)
+        block = {name: time_block(env, actions) for name, env in envs.items()}
+        for name, value in block.items():
+            times[name].append(value)
+        ratios["ratio"].append(block["real"] / block["sim"])
+        if split:
+            ratios["pipeline"].append(block["real"] / block["dynamics"])
     per_step = block_steps / 1e6
-    return (
-        statistics.median(sim_times) / per_step,
-        statistics.median(real_times) / per_step,
-        statistics.median(ratios),
-    )
+    out = {name: statistics.median(values) / per_step for name, values in times.items()}
+    out.update({name: statistics.median(v) for name, v in ratios.items() if v})
+    return out
 
 
 def main() -> None:
@@ -58,12 +71,17 @@ def main() -> None:
     parser.add_argument("--presets", nargs="+", default=["default", "harsh"])
     parser.add_argument("--blocks", type=int, default=30)
     parser.add_argument("--block-steps", type=int, default=500)
+    parser.add_argument("--split", action="store_true", help="also real / dynamics-only")
     args = parser.parse_args()
-    print(f"{'task':<24} {'preset':<8} {'sim us/step':>12} {'real us/step':>13} {'ratio':>7}")
+    header = f"{'task':<24} {'preset':<8} {'sim us/step':>12} {'real us/step':>13} {'ratio':>7}"
+    print(header + ("   real/dynamics-only" if args.split else ""))
     for task in args.tasks:
         for preset in args.presets:
-            sim_us, real_us, ratio = measure(task, preset, args.blocks, args.block_steps)
-            print(f"{task:<24} {preset:<8} {sim_us:>12.1f} {real_us:>13.1f} {ratio:>6.3f}x")
+            m = measure(task, preset, args.blocks, args.block_steps, args.split)
+            line = (
+                f"{task:<24} {preset:<8} {m['sim']:>12.1f} {m['real']:>13.1f} {m['ratio']:>6.3f}x"
+            )
+            print(line + (f"   {m['pipeline']:.3f}x" if args.split else ""), flush=True)
 
 
 if __name__ == "__main__":

@@ -49,7 +49,11 @@ class Point(dict):
     """The exact skew values of one episode: ``{"section.field": value}``, non-nominal only.
 
     A plain ``dict`` (JSON-serializable, picklable) with conversions to and from a spec.
+    A source may attach ``arrays``: the per-element values as the numpy arrays it drew
+    (the same numbers as the lists), which the pipeline then uses as they are.
     """
+
+    arrays: Mapping[str, np.ndarray] = {}  # noqa: RUF012 (never mutated: replaced per point)
 
     @classmethod
     def from_spec(cls, spec: SkewSpec) -> Point:

@@ -30,7 +30,7 @@ import numpy as np
 from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
 
 from sim2real.point import LATENCIES, FixedSource, Point, Source, as_source, realized
-from sim2real.skews import ModelSkews
+from sim2real.skews import ActuationNoise, ModelSkews
 from sim2real.skews.pipeline import STREAMS, Context, Pipeline, build_pipeline, reset_generators
 from sim2real.skews.registry import Element
 from sim2real.skews.sensing import Sensors
@@ -147,7 +147,7 @@ class SkewedEnv(gym.Wrapper):
         self.pipeline = build_pipeline(self.point, self.context)
         self._set_pipeline(self.pipeline)
         _CARRIERS.add(base)
-        self._install_physics_hook()
+        self._install_physics_hook()  # always, nominal included: "real equals sim" runs it
 
     # ------------------------------------------------------------------ public
     def set_source(self, source: SourceLike) -> None:
@@ -231,47 +231,60 @@ class SkewedEnv(gym.Wrapper):
 
     def _set_pipeline(self, pipeline: Pipeline) -> None:
         self._sensors: Sensors = pipeline.sensors
-        self._commands_fns = pipeline.commands
-        self._clip = pipeline.noisy and not self._mujoco_clamps_ctrl
         self._obs_latency, self._action_latency = pipeline.obs_latency, pipeline.action_latency
-        self._segments = pipeline.segments
-        self._direct = pipeline.direct
         self._read = self._sensors.read if self._sensors.active else None
         self._commands: deque[np.ndarray] = deque(maxlen=self._action_latency.control_steps + 2)
-        self._jitter = pipeline.jitter
-        self._arrivals = None
-        if self._jitter is not None:
-            self._arrivals = Arrivals(self._frame_skip)
-        self._capture_at = (
-            self._frame_skip - self._obs_latency.offset if self._obs_latency.offset else None
-        )
+        self._arrivals = None if pipeline.jitter is None else Arrivals(self._frame_skip)
+        offset = self._obs_latency.offset
+        self._capture_at = self._frame_skip - offset if offset else None
         if self._capture_at is not None and self._obs_needs_rne is None:
             self._obs_needs_rne = _reads_constraint_forces(self._data, self._obs_fn)
-        self._observe: Callable[[np.ndarray], np.ndarray] | None = None
+        self._captured: list[np.ndarray | None] = [None]  # the last mid-step reading
+        self._observe = self._observer()
+        self._physics_step = self._make_physics_step(pipeline)
+        if "_step_mujoco_simulation" in vars(self._base):
+            self._install_physics_hook()
+
+    def _observer(self) -> Callable[[np.ndarray], np.ndarray] | None:
+        """What turns the env's observation after a step into the policy's (built once per
+        pipeline); its latency buffer is refilled at every reset."""
+        sensors, latency = self._sensors, self._obs_latency
+        if not latency.substeps:
+            return sensors.read if sensors.active else None
+        readings = self._readings = deque(maxlen=latency.control_steps + 1)
+        append = readings.append
+        if self._capture_at is not None:  # the reading was taken within the step
+            box = self._captured
+
+            def delayed(obs: np.ndarray) -> np.ndarray:
+                append(box[0])
+                return readings[0]
+
+        elif self._read is not None:
+            read = self._read
+
+            def delayed(obs: np.ndarray) -> np.ndarray:
+                append(read(obs))
+                return readings[0]
+
+        else:
+
+            def delayed(obs: np.ndarray) -> np.ndarray:
+                append(obs)
+                return readings[0]
+
+        return delayed
 
     def _start_observing(self, obs: np.ndarray) -> np.ndarray:
         """First reading of the episode; fills the latency buffer with it (never zeros)."""
-        sensors, latency = self._sensors, self._obs_latency
-        if not sensors.active and not latency.substeps:
-            self._observe = None
-            return obs
+        sensors = self._sensors
         first = sensors.read(obs) if sensors.active else obs
-        if not latency.substeps:
-            self._observe = sensors.read
-            return first
-        # Distinct copies, so that every array handed to the policy is handed out once.
-        depth = latency.control_steps + 1
-        self._readings = deque((first.copy() for _ in range(depth)), maxlen=depth)
-        self._observe = self._delayed
+        if self._obs_latency.substeps:
+            # Distinct copies, so that every array handed to the policy is handed out once.
+            readings = self._readings
+            readings.clear()
+            readings.extend(first.copy() for _ in range(readings.maxlen))  # type: ignore[arg-type]
         return first
-
-    def _delayed(self, obs: np.ndarray) -> np.ndarray:
-        if self._capture_at is not None:
-            reading = self._captured
-        else:
-            reading = obs if self._read is None else self._read(obs)
-        self._readings.append(reading)
-        return self._readings[0]
 
     def _install_physics_hook(self) -> None:
         self._base._step_mujoco_simulation = self._physics_step  # type: ignore[method-assign]
@@ -279,60 +292,124 @@ class SkewedEnv(gym.Wrapper):
     def _uninstall_physics_hook(self) -> None:
         vars(self._base).pop("_step_mujoco_simulation", None)
 
-    def _capture(self) -> None:
+    def _capture_function(self) -> Callable[[], None]:
+        """Takes the reading that the observation latency will deliver (mid-step)."""
+        obs_fn, read, box = self._obs_fn, self._read, self._captured
+        model, data = self._model, self._data
+        if obs_fn is None:
+            return lambda: None
         if self._obs_needs_rne:
-            mujoco.mj_rnePostConstraint(self._model, self._data)
-        obs = self._obs_fn()  # type: ignore[misc]
-        self._captured = obs if self._read is None else self._read(obs)
 
-    def _command(self, ctrl: np.ndarray) -> np.ndarray:
-        """The command as the actuators receive it: noise (clipped), then deadband."""
-        command = np.array(ctrl, dtype=np.float64) if not self._commands_fns else ctrl
-        for transform in self._commands_fns:
-            command = transform(command)
-        if self._clip:
-            command = np.minimum(np.maximum(command, self._low), self._high)
-        return command
+            def capture() -> None:
+                mujoco.mj_rnePostConstraint(model, data)
+                obs = obs_fn()
+                box[0] = obs if read is None else read(obs)
 
-    def _physics_step(self, ctrl: np.ndarray, n_frames: int) -> None:
-        """Replaces ``MujocoEnv._step_mujoco_simulation``: actuation and latency per substep."""
-        if n_frames != self._frame_skip:
-            raise ValueError(f"expected {self._frame_skip} substeps per step, got {n_frames}")
-        model, data = self._model, self._data
-        if self._direct:  # exactly the upstream step
-            data.ctrl[:] = ctrl
-            mujoco.mj_step(model, data, nstep=n_frames)
-            mujoco.mj_rnePostConstraint(model, data)
-            return
-        command = self._command(ctrl)
-        if self._arrivals is not None:
-            self._jittered_step(command)
-            return
-        commands = self._commands
-        if commands:
-            commands.append(command)
-        else:  # the actuators hold the first command until it has travelled the latency
-            commands.extend([command] * commands.maxlen)  # type: ignore[operator]
-        for n_substeps, index, capture in self._segments:
-            if index is not None:
-                data.ctrl[:] = commands[index]
-            mujoco.mj_step(model, data, nstep=n_substeps)
-            if capture:
-                self._capture()
-        mujoco.mj_rnePostConstraint(model, data)
+            return capture
+        if read is None:
 
-    def _jittered_step(self, command: np.ndarray) -> None:
-        """One control step when every command has its own delay (control jitter)."""
-        model, data = self._model, self._data
+            def capture() -> None:
+                box[0] = obs_fn()
+
+            return capture
+
+        def capture() -> None:
+            box[0] = read(obs_fn())
+
+        return capture
+
+    def _make_physics_step(self, pipeline: Pipeline) -> Callable[[np.ndarray, int], None]:
+        """The replacement of ``MujocoEnv._step_mujoco_simulation`` for ``pipeline``: the
+        command through actuation and latency, substep by substep; specialized once per
+        pipeline so that a step runs no branch it does not need."""
+        model, data, frame_skip = self._model, self._data, self._frame_skip
+        step, rne = mujoco.mj_step, mujoco.mj_rnePostConstraint
+
+        def check(n_frames: int) -> None:
+            if n_frames != frame_skip:
+                raise ValueError(f"expected {frame_skip} substeps per step, got {n_frames}")
+
+        if pipeline.direct:  # exactly the upstream step
+
+            def direct(ctrl: np.ndarray, n_frames: int) -> None:
+                if n_frames != frame_skip:
+                    check(n_frames)
+                data.ctrl[:] = ctrl
+                step(model, data, nstep=n_frames)
+                rne(model, data)
+
+            return direct
+        command_of = self._command_function(pipeline)
+        capture, commands, segments = self._capture_function(), self._commands, pipeline.segments
         arrivals = self._arrivals
-        arrivals.issue(command, self._action_latency.substeps + self._jitter.next())  # type: ignore[union-attr]
-        for n_substeps, acting, capture in arrivals.segments(self._capture_at):  # type: ignore[union-attr]
-            if acting is not None:
-                data.ctrl[:] = acting
-            mujoco.mj_step(model, data, nstep=n_substeps)
-            if capture:
-                self._capture()
-        mujoco.mj_rnePostConstraint(model, data)
+        if arrivals is not None:  # control jitter: every command has its own delay
+            delay, jitter = self._action_latency.substeps, pipeline.jitter
+            capture_at = self._capture_at
+
+            def jittered(ctrl: np.ndarray, n_frames: int) -> None:
+                check(n_frames)
+                arrivals.issue(command_of(ctrl), delay + jitter.next())  # type: ignore[union-attr]
+                for n_substeps, acting, captures in arrivals.segments(capture_at):
+                    if acting is not None:
+                        data.ctrl[:] = acting
+                    step(model, data, nstep=n_substeps)
+                    if captures:
+                        capture()
+                rne(model, data)
+
+            return jittered
+        if segments == ((frame_skip, -1, False),):  # commands act at once, whole-step readings
+
+            def immediate(ctrl: np.ndarray, n_frames: int) -> None:
+                if n_frames != frame_skip:
+                    check(n_frames)
+                data.ctrl[:] = command_of(ctrl)
+                step(model, data, nstep=n_frames)
+                rne(model, data)
+
+            return immediate
+
+        def delayed(ctrl: np.ndarray, n_frames: int) -> None:
+            if n_frames != frame_skip:
+                check(n_frames)
+            command = command_of(ctrl)
+            if commands:
+                commands.append(command)
+            else:  # the actuators hold the first command until it has travelled the latency
+                commands.extend([command] * commands.maxlen)  # type: ignore[operator]
+            for n_substeps, index, captures in segments:
+                if index is not None:
+                    data.ctrl[:] = commands[index]
+                step(model, data, nstep=n_substeps)
+                if captures:
+                    capture()
+            rne(model, data)
+
+        return delayed
+
+    def _command_function(self, pipeline: Pipeline) -> Callable[[np.ndarray], np.ndarray]:
+        """The command as the actuators receive it: noise (clipped), then deadband."""
+        transforms = pipeline.commands
+        low, high = self._low, self._high
+        clip = pipeline.noisy and not self._mujoco_clamps_ctrl  # MuJoCo clamps limited ctrl
+        if not transforms:
+            return lambda ctrl: np.array(ctrl, dtype=np.float64)
+        if len(transforms) == 1 and not clip:
+            only = transforms[0]
+            if isinstance(only, ActuationNoise):
+                noise = only.stream.next  # type: ignore[union-attr]
+                return lambda ctrl: noise() + ctrl
+            return only
+
+        def command_of(ctrl: np.ndarray) -> np.ndarray:
+            command = ctrl
+            for i, transform in enumerate(transforms):
+                command = transform(command)
+                if i == 0 and clip:
+                    command = np.minimum(np.maximum(command, low), high)
+            return command
+
+        return command_of
 
 
 def _time_limit_s(env: gym.Env, control_dt: float) -> float | None:

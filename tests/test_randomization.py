@@ -387,3 +387,20 @@ def test_a_bad_spec_is_refused_before_any_work():
     for name, array in before.items():
         np.testing.assert_array_equal(getattr(env.unwrapped.model, name), array, err_msg=name)
     assert "_step_mujoco_simulation" not in vars(env.unwrapped)
+
+
+def test_the_new_skews_randomize_like_the_others():
+    spec = {
+        "dynamics": {"armature_scale": {"dist": "uniform", "low": 0.5, "high": 2.0, "per": "element"}},
+        "timing": {"control_jitter_s": {"dist": "uniform", "low": 0.002, "high": 0.01}},
+    }
+    env = sim2real.make("Hopper", randomization=spec)
+    model, nominal = env.unwrapped.model, compiled(env)
+    for seed in range(3):
+        _, info = env.reset(seed=seed)
+        scales = info["skews"]["dynamics.armature_scale"]
+        assert len(scales) == model.nv and len(set(scales)) == model.nv
+        np.testing.assert_array_equal(model.dof_armature, nominal.dof_armature * scales)
+        jitter = info["skews"]["timing.control_jitter_s"]
+        assert 0.002 <= jitter <= 0.01 and jitter / 0.002 == pytest.approx(round(jitter / 0.002))
+        env.step(env.action_space.sample())

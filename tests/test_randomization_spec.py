@@ -227,3 +227,19 @@ def test_per_dimension_parameters_must_match_the_observation():
     spec.check_dimensions(3)
     with pytest.raises(SkewSpecError, match=r"sensing.noise_std must be one number or 4 numbers"):
         spec.check_dimensions(4)
+
+
+def test_the_randomization_schema_is_read_from_the_skew_registry():
+    from sim2real.skews.registry import SKEWS
+
+    assert set(RANDOMIZABLE) == {name for name, skew in SKEWS.items() if skew.randomizable}
+    assert set(STEP_FIELDS) == {name for name, skew in SKEWS.items() if skew.per_step}
+    assert ELEMENTS["dynamics.armature_scale"] == "dof"  # a new skew: no table to edit here
+    spec = RandomizationSpec.load(
+        {
+            "dynamics": {"armature_scale": {"dist": "uniform", "low": 0.5, "high": 2.0,
+                                            "per": "element"}},
+            "timing": {"control_jitter_s": {"dist": "uniform", "low": 0.002, "high": 0.01}},
+        }
+    )  # fmt: skip
+    assert list(spec.randomized) == ["dynamics.armature_scale", "timing.control_jitter_s"]

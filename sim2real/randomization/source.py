@@ -90,10 +90,16 @@ class RandomizationSource:
                 for name, dist, size in self._episode
             }
         point = Point(self._fixed)
+        arrays: dict[str, np.ndarray] = {}
         for name, draws in self._draws.items():
             value = next(draws)
-            point[name] = value.tolist() if value.ndim else float(value)
+            if value.ndim:
+                point[name] = value.tolist()
+                arrays[name] = value
+            else:
+                point[name] = float(value)
         point.update(self._step)
+        point.arrays = arrays  # the same values as drawn, so the pipeline need not convert
         self.drawn = point
         return point
 

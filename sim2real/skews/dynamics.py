@@ -194,7 +194,7 @@ class ModelSkews:
 
 
 def _canonical(value: Any, nominal: float | None) -> float | tuple | np.ndarray | None:
-    """A float, a private array copy, or ``None`` for the nominal value (cheap to compare).
+    """A float, an array, or ``None`` for the nominal value (cheap to compare).
 
     Arrays (per-element draws) are taken as they come: writing an all-ones array
     is exact too, and comparing arrays would cost more than the write.
@@ -205,7 +205,7 @@ def _canonical(value: Any, nominal: float | None) -> float | tuple | np.ndarray 
         return None if value == nominal else float(value)
     if nominal is None:  # gravity: a vector that is set, not scaled
         return tuple(float(v) for v in value)
-    return np.array(value, dtype=np.float64)
+    return np.asarray(value, dtype=np.float64)
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -174,14 +174,18 @@ class Context:
     @staticmethod
     def elementwise(value: Any, dim: int) -> float | np.ndarray:
         """One number (a float, which broadcasts) or one per element (an array)."""
-        if isinstance(value, (int, float)):
+        if isinstance(value, float):
+            return value
+        if isinstance(value, int):
             return float(value)
-        return np.asarray(value, dtype=np.float64)
+        if isinstance(value, np.ndarray) and value.dtype == np.float64:
+            return value
+        return np.array(value, dtype=float)
 
     @staticmethod
     def nonzero(value: float | np.ndarray) -> bool:
         """Whether a scalar or per-element value is anywhere nonzero."""
-        return value != 0.0 if isinstance(value, float) else bool(value.any())
+        return value != 0.0 if isinstance(value, float) else np.count_nonzero(value) > 0
 
     def per_step_stream(
         self,
@@ -253,12 +257,14 @@ def build_pipeline(point: Mapping[str, Any], ctx: Context) -> Pipeline:
     """
     built: dict[str, Any] = {}
     dynamics: dict[str, Any] = {}
+    arrays: Mapping[str, np.ndarray] = getattr(point, "arrays", None) or {}
     for name, short, nominal in _DYNAMICS:
-        value = point.get(name, nominal)
-        if value is not None and value != nominal:
+        value = arrays[name] if name in arrays else point.get(name, nominal)
+        if value is not None and (isinstance(value, np.ndarray) or value != nominal):
             dynamics[short] = value
     for name, nominal, build in _BUILT:
-        built[name] = build(point.get(name, nominal), ctx)
+        value = arrays[name] if name in arrays else point.get(name, nominal)
+        built[name] = build(value, ctx)
     noise: ActuationNoise | None = built["actuation.noise_std"]
     deadband: Deadband | None = built["actuation.deadband"]
     sensors = Sensors(_of(built, SensorBias), _of(built, SensorNoise), _of(built, SensorDropout))

@@ -52,7 +52,8 @@ class SensorBias:
         return cls(np.full(ctx.obs_dim, std) if isinstance(std, float) else std)
 
     def draw(self, rng: np.random.Generator) -> None:
-        self.offset = self.std * rng.standard_normal(self.std.shape)
+        """This episode's offsets, written in place (readers hold the array)."""
+        np.multiply(self.std, rng.standard_normal(self.std.shape), out=self.offset)
 
 
 class SensorNoise:
@@ -114,16 +115,18 @@ class SensorDropout:
 
 
 class Sensors:
-    """The sensing stack of one env: bias, then noise, then dropout."""
+    """The sensing stack of one env: bias, then noise, then dropout.
+
+    ``read(state)`` is specialized to the components present when built (one
+    closure, no branches on the hot path); it always returns a new array.
+    """
 
     def __init__(
         self, bias: SensorBias | None, noise: SensorNoise | None, dropout: SensorDropout | None
     ) -> None:
         self.bias, self.noise, self.dropout = bias, noise, dropout
         self.previous: np.ndarray | None = None
-        self._offset = None if bias is None else bias.offset
-        self._noise = None if noise is None else noise.stream.next  # type: ignore[union-attr]
-        self._mask = None if dropout is None else dropout.stream.next  # type: ignore[union-attr]
+        self.read = self._reader()
 
     @property
     def active(self) -> bool:
@@ -133,18 +136,33 @@ class Sensors:
         """The episode's sensor offsets, drawn at reset."""
         if self.bias is not None:
             self.bias.draw(rng)
-            self._offset = self.bias.offset
 
-    def read(self, state: np.ndarray) -> np.ndarray:
-        """One reading of ``state``; the first reading of an episode never drops out."""
-        reading = state
-        if self._offset is not None:
-            reading = reading + self._offset
-        if self._noise is not None:
-            reading = reading + self._noise()
-        if self._mask is not None and self.previous is not None:
-            reading = np.where(self._mask(), self.previous, reading)
-        if reading is state:
-            reading = state.copy()
-        self.previous = reading
-        return reading
+    def _reader(self):
+        offset = None if self.bias is None else self.bias.offset
+        noise = None if self.noise is None else self.noise.stream.next  # type: ignore[union-attr]
+        if self.dropout is None:  # the common cases, without the dropout bookkeeping
+            if offset is not None and noise is not None:
+                return lambda state: state + offset + noise()
+            if noise is not None:
+                return lambda state: state + noise()
+            if offset is not None:
+                return lambda state: state + offset
+            return lambda state: state.copy()
+        mask = self.dropout.stream.next  # type: ignore[union-attr]
+
+        def read(state: np.ndarray) -> np.ndarray:
+            """One reading of ``state``; the first reading of an episode never drops out."""
+            reading = state
+            if offset is not None:
+                reading = reading + offset
+            if noise is not None:
+                reading = reading + noise()
+            previous = self.previous
+            if previous is not None:
+                reading = np.where(mask(), previous, reading)
+            if reading is state:
+                reading = state.copy()
+            self.previous = reading
+            return reading
+
+        return read
