@@ -53,7 +53,7 @@ class Point(dict):
     (the same numbers as the lists), which the pipeline then uses as they are.
     """
 
-    arrays: Mapping[str, np.ndarray] = {}  # noqa: RUF012 (never mutated: replaced per point)
+    arrays: Mapping[str, np.ndarray] = {}  # never mutated: a source replaces it per point
 
     @classmethod
     def from_spec(cls, spec: SkewSpec) -> Point:

@@ -391,7 +391,9 @@ def test_a_bad_spec_is_refused_before_any_work():
 
 def test_the_new_skews_randomize_like_the_others():
     spec = {
-        "dynamics": {"armature_scale": {"dist": "uniform", "low": 0.5, "high": 2.0, "per": "element"}},
+        "dynamics": {
+            "armature_scale": {"dist": "uniform", "low": 0.5, "high": 2.0, "per": "element"}
+        },
         "timing": {"control_jitter_s": {"dist": "uniform", "low": 0.002, "high": 0.01}},
     }
     env = sim2real.make("Hopper", randomization=spec)
