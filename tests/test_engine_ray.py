@@ -201,6 +201,7 @@ def test_ray_attaches_to_ray_address_else_starts_a_local_one(monkeypatch):
     calls: list[dict] = []
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", lambda **kwargs: calls.append(kwargs))
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")  # restored afterwards
     monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
     ray_engine.ensure_ray()
     monkeypatch.delenv("RAY_ADDRESS")

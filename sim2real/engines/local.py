@@ -19,7 +19,7 @@ import math
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mujoco
 import numpy as np
@@ -35,6 +35,9 @@ from sim2real.engines.base import (
     make_env,
     with_episode_start,
 )
+
+if TYPE_CHECKING:
+    from sim2real.evaluation.policy import PolicySource
 
 
 class _SubEnv:
@@ -175,10 +178,7 @@ class LocalEngine:
                 built = self.policies.get(lane.policy)
                 if built is None:
                     built = workload.policies[lane.policy].build(workload.n_envs)
-                source = workload.policies[lane.policy]
-                stateless = source.function is not None and not _takes_episode_start(
-                    source.function
-                )
+                stateless = _keeps_no_state(workload.policies[lane.policy])
                 slots[lane.policy] = _Slots(built, workload.n_envs, stateless)
             row = slots[lane.policy].free()
             assert row is not None
@@ -206,8 +206,12 @@ class LocalEngine:
                 env.close()
 
 
-def _takes_episode_start(function: Callable[..., Any]) -> bool:
-    return with_episode_start(function) is function
+def _keeps_no_state(source: PolicySource) -> bool:
+    """A plain ``obs -> actions`` callable (no ``episode_start``): it cannot tell rows apart
+    from one call to the next, so it needs no fixed rows."""
+    return source.function is not None and with_episode_start(source.function) is not (
+        source.function
+    )
 
 
 def run(workload: Workload, on_episode: OnEpisode) -> None:

@@ -13,6 +13,7 @@ from functools import partial
 
 import numpy as np
 
+from sim2real.engines.base import Episode
 from sim2real.evaluation import stats
 from sim2real.evaluation.attribution import (
     Coalition,
@@ -22,7 +23,6 @@ from sim2real.evaluation.attribution import (
 )
 from sim2real.evaluation.policy import PolicySource
 from sim2real.evaluation.report import Attribution, Gap, GroupResult, Returns, VariantInfo
-from sim2real.evaluation.rollout import Episode
 
 ReturnTable = Mapping[tuple[str, str], np.ndarray]
 Bootstrap = Callable[..., stats.Estimate]  # stats.bootstrap with the interval settings bound

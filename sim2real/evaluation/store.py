@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from sim2real.evaluation.rollout import Episode
+from sim2real.engines.base import Episode
 
 EPISODES_FILE = "episodes.jsonl"
 EPISODES_SCHEMA = "sim2real.episodes/1"
