@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -207,6 +208,11 @@ def test_known_boundary_recovered_within_one_cell():
     assert env_map.contains({"actuation": {"deadband": 0.45}}) == "uncertain"  # off the map
     other = {"actuation": {"deadband": 0.1}, "dynamics": {"mass_scale": 1.2}}
     assert env_map.contains(other) == "uncertain"  # a field off the axes, not the base
+    assert env_map.contains("default") == "uncertain"  # the preset skews more than the map
+    calibration = SimpleNamespace(intervals={"actuation.deadband": (0.05, 0.1)})
+    assert env_map.contains(calibration) == "inside"
+    unidentified = SimpleNamespace(intervals={"actuation.deadband": None})
+    assert env_map.contains(unidentified) == "uncertain"
 
 
 def test_two_axes_boundary_and_saved_report(tmp_path):

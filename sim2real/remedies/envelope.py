@@ -34,6 +34,7 @@ them. The map's JSON schema is :data:`ENVELOPE_SCHEMA` (see :meth:`EnvelopeMap.t
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -293,10 +294,11 @@ class EnvelopeMap:
 
         Args:
             spec_or_box: a skew spec (a :class:`~sim2real.spec.SkewSpec`, a nested
-                mapping or a YAML path), or a box ``{"section.field": (low, high)}``
-                (for example a calibration's intervals; an object with an
-                ``intervals`` attribute is read as its box). Axis fields absent from a
-                box take the value of ``base``.
+                mapping, a YAML path or a preset name of the task), or a box
+                ``{"section.field": (low, high)}`` (for example a calibration's
+                intervals; an object with an ``intervals`` attribute is read as its
+                box, an unidentified field, ``None``, as any value). Axis fields absent
+                from a box take the value of ``base``.
 
         Returns:
             ``"inside"`` when every cell the spec or box meets is inside, ``"outside"``
@@ -304,7 +306,7 @@ class EnvelopeMap:
             when it leaves the map: a value beyond an axis's range, or a field off the
             axes that differs from ``base`` (the map certifies nothing there).
         """
-        box = _as_box(spec_or_box)
+        box = _as_box(spec_or_box, self.task)
         base = SkewSpec.load(self.base).values()
         on_axes = {axis.field for axis in self.axes}
         for name, (low, high) in box.items():
@@ -317,6 +319,8 @@ class EnvelopeMap:
         lo, hi = [], []
         for axis in self.axes:
             low, high = box.get(axis.field, (base[axis.field], base[axis.field]))
+            if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (low, high)):
+                return Status.UNCERTAIN  # per-dimension values, or unidentified
             found = axis.index_range(float(low), float(high))
             if found is None:
                 return Status.UNCERTAIN
@@ -429,8 +433,9 @@ class EnvelopeMap:
 ENVELOPE_FILE = "envelope.json"
 
 
-def _as_box(spec_or_box: Any) -> dict[str, tuple[float, float]]:
-    """``{field: (low, high)}`` from a box, an object with ``intervals``, or a spec."""
+def _as_box(spec_or_box: Any, task: str) -> dict[str, tuple[Any, Any]]:
+    """``{field: (low, high)}`` from a box, an object with ``intervals`` (an unidentified
+    field, ``None``, may be anything), a spec, or a preset name of ``task``."""
     intervals = getattr(spec_or_box, "intervals", None)
     if intervals is not None and not isinstance(spec_or_box, Mapping):
         spec_or_box = intervals
@@ -440,11 +445,18 @@ def _as_box(spec_or_box: Any) -> dict[str, tuple[float, float]]:
         and all(isinstance(k, str) and "." in k for k in spec_or_box)
     ):
         return {name: _interval(name, value) for name, value in spec_or_box.items()}
-    spec = SkewSpec.load(spec_or_box)
+    if isinstance(spec_or_box, str) and not Path(spec_or_box).suffix:
+        from sim2real.tasks import get_task
+
+        spec = get_task(task).preset(spec_or_box)
+    else:
+        spec = SkewSpec.load(spec_or_box)
     return {name: (value, value) for name, value in spec.values().items()}
 
 
 def _interval(name: str, value: Any) -> tuple[float, float]:
+    if value is None:
+        return -math.inf, math.inf
     if isinstance(value, Mapping):
         value = (value["low"], value["high"])
     elif hasattr(value, "low") and hasattr(value, "high"):
