@@ -397,6 +397,32 @@ def progress_bar(
     return progress
 
 
+def sb3_progress_callback(total_timesteps: int, desc: str, *, enabled: bool | None = None) -> Any:
+    """A Stable-Baselines3 callback showing training as :class:`Progress` (environment steps):
+    a bar on a terminal, a line at least every 30 s in a log. Use it with
+    ``model.learn(..., callback=[..., this], progress_bar=False)``."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class ProgressCallback(BaseCallback):
+        def _on_training_start(self) -> None:
+            self.progress = Progress(
+                total_timesteps,
+                desc,
+                unit="steps",
+                enabled=enabled,
+                initial=int(self.model.num_timesteps),
+            )
+
+        def _on_step(self) -> bool:
+            self.progress.update(int(self.training_env.num_envs))
+            return True
+
+        def _on_training_end(self) -> None:
+            self.progress.close()
+
+    return ProgressCallback()
+
+
 def _isatty(stream: TextIO) -> bool:
     try:
         return bool(stream.isatty())

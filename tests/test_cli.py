@@ -289,3 +289,14 @@ def test_benchmark_takes_a_seed_range():
     suite = load_suite(None)
     assert suite.with_seeds(args.seeds).seed_list == [100, 101, 102, 110]
     assert suite.seed_list == list(range(100, 130)), "the suite itself is unchanged"
+
+
+def test_training_progress_shows_in_a_log(capsys):
+    import gymnasium as gym
+    from stable_baselines3 import PPO
+
+    model = PPO("MlpPolicy", gym.make("Pendulum-v1"), n_steps=64, batch_size=64, n_epochs=1)
+    callback = cli_options.sb3_progress_callback(128, "train Pendulum")
+    model.learn(128, callback=callback, progress_bar=False)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1].startswith("train Pendulum: 128/128 steps (100%)")
