@@ -227,10 +227,11 @@ def _flat(mapping: Mapping[str, Any]) -> dict[str, Any]:
 def realized(point: Point, ctx: Context) -> Point:
     """``point`` with latencies as realized on the substep grid (seconds)."""
     out = Point(point)
+    step = ctx.substep_s
     for name in LATENCIES:
         value = out.get(name)
-        if value is not None and not isinstance(value, Mapping):
-            out[name] = round(float(value) / ctx.substep_s) * ctx.substep_s
+        if value is not None and isinstance(value, (float, int)):
+            out[name] = round(value / step) * step
     return out
 
 

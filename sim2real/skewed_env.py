@@ -325,15 +325,11 @@ class SkewedEnv(gym.Wrapper):
         model, data, frame_skip = self._model, self._data, self._frame_skip
         step, rne = mujoco.mj_step, mujoco.mj_rnePostConstraint
 
-        def check(n_frames: int) -> None:
-            if n_frames != frame_skip:
-                raise ValueError(f"expected {frame_skip} substeps per step, got {n_frames}")
-
         if pipeline.direct:  # exactly the upstream step
 
             def direct(ctrl: np.ndarray, n_frames: int) -> None:
                 if n_frames != frame_skip:
-                    check(n_frames)
+                    _check_frames(n_frames, frame_skip)
                 data.ctrl[:] = ctrl
                 step(model, data, nstep=n_frames)
                 rne(model, data)
@@ -347,7 +343,8 @@ class SkewedEnv(gym.Wrapper):
             capture_at = self._capture_at
 
             def jittered(ctrl: np.ndarray, n_frames: int) -> None:
-                check(n_frames)
+                if n_frames != frame_skip:
+                    _check_frames(n_frames, frame_skip)
                 arrivals.issue(command_of(ctrl), delay + jitter.next())  # type: ignore[union-attr]
                 for n_substeps, acting, captures in arrivals.segments(capture_at):
                     if acting is not None:
@@ -362,7 +359,7 @@ class SkewedEnv(gym.Wrapper):
 
             def immediate(ctrl: np.ndarray, n_frames: int) -> None:
                 if n_frames != frame_skip:
-                    check(n_frames)
+                    _check_frames(n_frames, frame_skip)
                 data.ctrl[:] = command_of(ctrl)
                 step(model, data, nstep=n_frames)
                 rne(model, data)
@@ -371,7 +368,7 @@ class SkewedEnv(gym.Wrapper):
 
         def delayed(ctrl: np.ndarray, n_frames: int) -> None:
             if n_frames != frame_skip:
-                check(n_frames)
+                _check_frames(n_frames, frame_skip)
             command = command_of(ctrl)
             if commands:
                 commands.append(command)
@@ -410,6 +407,11 @@ class SkewedEnv(gym.Wrapper):
             return command
 
         return command_of
+
+
+def _check_frames(n_frames: int, frame_skip: int) -> None:
+    if n_frames != frame_skip:
+        raise ValueError(f"expected {frame_skip} substeps per step, got {n_frames}")
 
 
 def _time_limit_s(env: gym.Env, control_dt: float) -> float | None:

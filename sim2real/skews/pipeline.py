@@ -169,7 +169,9 @@ class Context:
     @staticmethod
     def per_step(value: Any) -> bool:
         """Whether ``value`` is a per-step distribution (a mapping) rather than a number."""
-        return isinstance(value, Mapping)
+        return isinstance(value, dict) or (
+            not isinstance(value, (float, int, list, np.ndarray)) and isinstance(value, Mapping)
+        )
 
     @staticmethod
     def elementwise(value: Any, dim: int) -> float | np.ndarray:
