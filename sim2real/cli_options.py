@@ -387,14 +387,9 @@ def progress_bar(
     disable: bool | None = None,
 ) -> Progress:
     """A :class:`Progress` called like ``tqdm`` (``disable=None``: a bar on a terminal, lines
-    in a log; ``True``: nothing). With ``initial`` units done already, says how many were
-    reused, e.g. ``evaluate Hopper: --resume reused 40 of 120 episodes``."""
+    in a log; ``True``: nothing); ``initial`` units were done before (``--resume``)."""
     units = unit if unit.endswith("s") else f"{unit}s"
-    progress = Progress(total, desc, unit=units, enabled=not disable, initial=initial)
-    if initial and not disable:
-        of = f" of {total}" if total else ""
-        print(f"{desc}: --resume reused {initial}{of} {units}", file=progress.stream, flush=True)
-    return progress
+    return Progress(total, desc, unit=units, enabled=not disable, initial=initial)
 
 
 def sb3_progress_callback(total_timesteps: int, desc: str, *, enabled: bool | None = None) -> Any:

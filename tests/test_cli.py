@@ -233,24 +233,39 @@ def test_abbreviations_are_refused(capsys):
 
 
 # ---- progress ------------------------------------------------------------------------------
+def _wait_for_lines(log: io.StringIO, count: int, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while log.getvalue().count("\n") < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def test_progress_prints_a_line_in_a_log_even_while_a_unit_runs():
     log = io.StringIO()
     with Progress(4, "evaluate Hopper", interval_s=0.05, stream=log) as progress:
         progress.update()
-        time.sleep(0.3)  # a slow episode: the log still hears from the run
+        _wait_for_lines(log, 2)  # a slow episode: the log still hears from the run
         progress.update(3)
     lines = log.getvalue().splitlines()
     assert len(lines) >= 3
     assert lines[0].startswith("evaluate Hopper: 1/4 episodes (25%)")
+    assert lines[1].startswith("evaluate Hopper: 1/4 episodes (25%)")
     assert lines[-1].startswith("evaluate Hopper: 4/4 episodes (100%)")
 
 
-def test_progress_says_how_many_episodes_resume_reused(capsys):
-    bar = progress_bar(total=120, initial=40, desc="evaluate Hopper")
-    bar.update(80)
+def test_progress_counts_what_resume_reused():
+    progress = Progress(120, "evaluate Hopper", initial=40, enabled=False)
+    assert progress.line().startswith("evaluate Hopper: 40/120 episodes (33%)")
+    assert "left" not in progress.line(), "no estimate before any fresh episode"
+    progress.update(40)
+    assert progress.line().startswith("evaluate Hopper: 80/120 episodes (67%)")
+    assert "left" in progress.line()
+
+
+def test_progress_bar_is_called_like_tqdm():
+    bar = progress_bar(total=3, desc="x", unit="episode", disable=True)
+    bar.update(3)
     bar.close()
-    out = capsys.readouterr().out
-    assert "evaluate Hopper: --resume reused 40 of 120 episodes" in out
+    assert bar.done == 3
 
 
 def test_no_progress_means_silence():
