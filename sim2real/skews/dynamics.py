@@ -30,8 +30,7 @@ class _ScaleSkew:
         raise NotImplementedError
 
     def apply(self, value: Value) -> None:
-        target = self._target()
-        target[...] = self.nominal * _per_row(value, self.nominal)
+        np.multiply(self.nominal, _per_row(value, self.nominal), out=self._target())
 
     def restore(self) -> None:
         self._target()[...] = self.nominal
@@ -42,6 +41,8 @@ class _ScaleSkew:
 
 def _per_row(value: Value, nominal: np.ndarray) -> Any:
     """Broadcast a scalar or a per-element array against the rows of ``nominal``."""
+    if isinstance(value, float):
+        return value
     value = np.asarray(value, dtype=np.float64)
     if value.ndim == 0:
         return value
@@ -115,8 +116,12 @@ class MassScale:
         self.nominal_inertia = model.body_inertia.copy()
 
     def apply(self, value: Value) -> None:
-        self.model.body_mass[:] = self.nominal_mass * _per_row(value, self.nominal_mass)
-        self.model.body_inertia[:] = self.nominal_inertia * _per_row(value, self.nominal_inertia)
+        np.multiply(self.nominal_mass, _per_row(value, self.nominal_mass), out=self.model.body_mass)
+        np.multiply(
+            self.nominal_inertia,
+            _per_row(value, self.nominal_inertia),
+            out=self.model.body_inertia,
+        )
 
     def restore(self) -> None:
         self.apply(1.0)
