@@ -25,6 +25,7 @@ from sim2real.cli_options import (
     add_resume,
     add_seeds,
     check_resume,
+    count_episodes,
     progress_enabled,
     say_reused,
 )
@@ -294,7 +295,7 @@ def _cli(args: argparse.Namespace) -> int:
     if args.seeds is not None:
         suite = suite.with_seeds(args.seeds)
     out = Path(args.out)
-    existing = [e.task for e in suite.tasks if (out / e.task / "episodes.jsonl").is_file()]
+    existing = [e.task for e in suite.tasks if count_episodes(out / e.task / "episodes.jsonl")]
     check_resume(out, existing, resume=args.resume, overwrite=args.overwrite)
     if args.overwrite:
         for task in existing:

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 ENGINES = ("local", "batch", "ray")
+EPISODES_FILE = "episodes.jsonl"  # the results file of sim2real.evaluation.store
 PROGRESS_INTERVAL_S = 30.0
 _SEEDS_HELP = "episode seeds: a range or a list, such as 100-129, 0,3,5 or 0-9,20"
 
@@ -145,10 +146,30 @@ def output_folder(path: str | os.PathLike[str] | None) -> Iterator[Path | None]:
 
 
 def _remove_if_empty(created: list[Path]) -> None:
-    """Remove ``created`` (deepest first) where it holds nothing but empty folders."""
+    """Remove ``created`` (deepest first) where it holds no result: nothing but empty folders
+    and results files without an episode."""
     for folder in created:
-        if folder.is_dir() and not any(p.is_file() for p in folder.rglob("*")):
+        if folder.is_dir() and not any(_is_result(p) for p in folder.rglob("*")):
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def _is_result(path: Path) -> bool:
+    if not path.is_file():
+        return False
+    return path.name != EPISODES_FILE or count_episodes(path) > 0
+
+
+def count_episodes(path: Path) -> int:
+    """Finished episodes in a results file (``episodes.jsonl``: a header line, then one JSON
+    line per episode; a line cut short by an interruption does not count); 0 if absent."""
+    if not path.is_file():
+        return 0
+    count = 0
+    for line in path.read_text().splitlines()[1:]:
+        with contextlib.suppress(json.JSONDecodeError):
+            json.loads(line)
+            count += 1
+    return count
 
 
 def positive_int(text: str) -> int:
@@ -195,15 +216,9 @@ def check_resume(out: Path, existing: list[str], *, resume: bool, overwrite: boo
 
 
 def say_reused(paths: list[Path], *, stream: TextIO | None = None) -> int:
-    """Print how many finished episodes ``--resume`` reuses from these results files
-    (``episodes.jsonl``: a header line, then one JSON line per episode); return that count."""
-    count = 0
-    for path in paths:
-        if path.is_file():
-            for line in path.read_text().splitlines()[1:]:
-                with contextlib.suppress(json.JSONDecodeError):
-                    json.loads(line)
-                    count += 1
+    """Print how many finished episodes ``--resume`` reuses from these results files; return
+    that count."""
+    count = sum(count_episodes(path) for path in paths)
     where = str(paths[0]) if len(paths) == 1 else f"{len(paths)} results files"
     print(f"--resume: reusing {count} finished episodes from {where}", file=stream or sys.stdout)
     return count

@@ -30,6 +30,7 @@ from sim2real.cli_options import (
     add_resume,
     add_seeds,
     check_resume,
+    count_episodes,
     progress_enabled,
     say_reused,
 )
@@ -141,7 +142,7 @@ def _cli(args: argparse.Namespace) -> int:
     episodes = out / "episodes.jsonl"
     check_resume(
         out,
-        ["episodes.jsonl"] if episodes.is_file() else [],
+        ["episodes.jsonl"] if count_episodes(episodes) else [],
         resume=args.resume,
         overwrite=args.overwrite,
     )

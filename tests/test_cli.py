@@ -170,6 +170,12 @@ def test_a_failed_run_leaves_no_empty_folder(tmp_path: Path):
         (out / "partial.jsonl").write_text("{}\n")  # results are kept for --resume
         raise RuntimeError("failed")
     assert (out / "partial.jsonl").is_file()
+    header_only = tmp_path / "h"
+    with pytest.raises(RuntimeError), output_folder(header_only):
+        header_only.mkdir()
+        (header_only / "episodes.jsonl").write_text('{"schema": "sim2real.episodes/1"}\n')
+        raise RuntimeError("failed before the first episode")
+    assert not header_only.exists(), "a results file without an episode is no result"
     existing = tmp_path / "mine"
     existing.mkdir()
     with pytest.raises(RuntimeError), output_folder(existing):

@@ -14,6 +14,7 @@ from sim2real.cli_options import (
     add_resume,
     add_seeds,
     check_resume,
+    count_episodes,
     parse_seeds,
     positive_int,
     probability,
@@ -89,11 +90,13 @@ RESULT_FILES = ("episodes.jsonl", "report.json", "report.md", "returns.png", "at
 def _run(args: argparse.Namespace) -> int:
     check_args(args)
     episodes = args.out / RESULT_FILES[0]
-    held = [RESULT_FILES[0]] if episodes.is_file() and episodes.stat().st_size else []
+    held = [RESULT_FILES[0]] if count_episodes(episodes) else []
     check_resume(args.out, held, resume=args.resume, overwrite=args.overwrite)
     if args.overwrite:
         for name in RESULT_FILES:
             (args.out / name).unlink(missing_ok=True)
+    elif not held and not args.resume:
+        episodes.unlink(missing_ok=True)  # a header without an episode: nothing to keep
     if args.resume:
         say_reused([episodes])
     from sim2real.evaluation.gap import evaluate_gap
