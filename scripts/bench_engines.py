@@ -45,7 +45,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 from sim2real.engines import Episode, Workload, plan_lanes, run_workload
-from sim2real.engines.batch_tasks import kernel_for
+from sim2real.engines.batch import kernel_for
 from sim2real.engines.vec import SB3VecEnv, make_vec
 from sim2real.evaluation.policy import resolve_policies
 from sim2real.paths import data_dir
