@@ -39,6 +39,7 @@ from sim2real.spec import SkewSpec, check_dimensions
 
 __all__ = [
     "STREAMS",
+    "EnvArgumentError",
     "SkewedEnv",
     "check_dimensions",
     "find_skewed_env",
@@ -324,13 +325,14 @@ class SkewedEnv(gym.Wrapper):
         pipeline so that a step runs no branch it does not need."""
         model, data, frame_skip = self._model, self._data, self._frame_skip
         step, rne = mujoco.mj_step, mujoco.mj_rnePostConstraint
+        actuators = data.ctrl  # a view held once: MjData.ctrl makes a new view at every access
 
         if pipeline.direct:  # exactly the upstream step
 
             def direct(ctrl: np.ndarray, n_frames: int) -> None:
                 if n_frames != frame_skip:
                     _check_frames(n_frames, frame_skip)
-                data.ctrl[:] = ctrl
+                actuators[...] = ctrl
                 step(model, data, nstep=n_frames)
                 rne(model, data)
 
@@ -348,7 +350,7 @@ class SkewedEnv(gym.Wrapper):
                 arrivals.issue(command_of(ctrl), delay + jitter.next())  # type: ignore[union-attr]
                 for n_substeps, acting, captures in arrivals.segments(capture_at):
                     if acting is not None:
-                        data.ctrl[:] = acting
+                        actuators[...] = acting
                     step(model, data, nstep=n_substeps)
                     if captures:
                         capture()
@@ -360,7 +362,7 @@ class SkewedEnv(gym.Wrapper):
             def immediate(ctrl: np.ndarray, n_frames: int) -> None:
                 if n_frames != frame_skip:
                     _check_frames(n_frames, frame_skip)
-                data.ctrl[:] = command_of(ctrl)
+                actuators[...] = command_of(ctrl)
                 step(model, data, nstep=n_frames)
                 rne(model, data)
 
@@ -376,7 +378,7 @@ class SkewedEnv(gym.Wrapper):
                 commands.extend([command] * commands.maxlen)  # type: ignore[operator]
             for n_substeps, index, captures in segments:
                 if index is not None:
-                    data.ctrl[:] = commands[index]
+                    actuators[...] = commands[index]
                 step(model, data, nstep=n_substeps)
                 if captures:
                     capture()

@@ -1,7 +1,9 @@
 """Domain randomization over the whole skew space (DESIGN.md section 3).
 
 A randomization spec is a skew spec in which any numeric value may be a
-distribution; :class:`DomainRandomization` draws a point from it every episode.
+distribution. :class:`RandomizationSource` draws a point from it every episode
+(the source protocol of :mod:`sim2real.point`); :class:`DomainRandomization` is
+the public spelling of ``SkewedEnv(env, RandomizationSource(spec, base))``.
 
 >>> import gymnasium as gym
 >>> env = DomainRandomization(gym.make("Hopper-v5"), config_path("Hopper"))
