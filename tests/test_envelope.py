@@ -271,3 +271,36 @@ def test_budget_stops_the_map():
     env_map = _map({"actuation.deadband": (0.0, 0.37)}, budget=40)
     assert env_map.summary["map_episodes"] == 40 and env_map.summary["stopped"] == "budget"
     assert sum(c.episodes for c in env_map.cells) == 40
+
+
+def test_command_line_maps_a_shipped_policy(tmp_path, capsys):
+    out = tmp_path / "env"
+    code = main(
+        [
+            "envelope",
+            "--policy",
+            "policies/InvertedPendulum/sim/seed0",
+            "--task",
+            TASK,
+            "--axis",
+            "dynamics.actuator_strength=0.5:1.5",
+            "--base",
+            "none",
+            "--resolution",
+            "2",
+            "--coarse",
+            "1",
+            "--seeds",
+            "0-29",
+            "--max-episode-steps",
+            "20",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    saved = EnvelopeMap.load(out)
+    assert saved.axes[0].values == pytest.approx((0.75, 1.25))
+    assert saved.sim["episodes"] == 30 and (out / "report.md").is_file()
+    assert "Operating envelope" in capsys.readouterr().out

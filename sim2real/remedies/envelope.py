@@ -824,7 +824,7 @@ class _Mapper:
             "area_outside": env_map.area(Status.OUTSIDE),
             "area_uncertain": env_map.area(Status.UNCERTAIN),
             "cells": len(cells),
-            "rounds": refinement.rounds,
+            "rounds": refinement.rounds - (stopped == "decided"),  # the last found no work
             "stopped": stopped,
         }
         return env_map
