@@ -98,6 +98,8 @@ class PolicySource:
         history: the past observations and commands it sees (from ``metadata.json``).
         recurrent: an LSTM policy (RecurrentPPO): state carried per row.
         asymmetric: trained with a privileged critic; only the actor's input is given.
+        compensation: latency compensation applied before the policy (``metadata.json``
+            ``latency_compensation``; :mod:`sim2real.training.compensation`).
     """
 
     label: str
@@ -113,6 +115,7 @@ class PolicySource:
     history: History = NO_HISTORY
     recurrent: bool = False
     asymmetric: bool = False
+    compensation: Any = None  # a LatencyCompensation (sim2real.training.compensation)
 
     def build(self, batch_size: int = 1) -> BatchPolicy:
         """The batch policy: deterministic actions, normalization applied.
@@ -127,6 +130,19 @@ class PolicySource:
         network = self.network
         if network is None:
             network = pickle.loads(self.network_bytes)  # our own bytes, from portable()
+        if self.compensation is not None:
+            return _Compensated(
+                _SB3Policy(
+                    network,
+                    self.normalizer,
+                    batch_size,
+                    history=self.history,
+                    recurrent=self.recurrent,
+                    asymmetric=self.asymmetric,
+                ),
+                self.trained_on,
+                self.compensation,
+            )
         return _SB3Policy(
             network,
             self.normalizer,
@@ -175,6 +191,9 @@ class PolicySource:
             "history": self.history.to_dict(),
             "recurrent": self.recurrent,
             "asymmetric": self.asymmetric,
+            "latency_compensation": None
+            if self.compensation is None
+            else self.compensation.to_dict(),
         }
 
 
@@ -214,6 +233,24 @@ class _PlainCallable:
 
     def __call__(self, obs: np.ndarray, episode_start: np.ndarray | None = None) -> np.ndarray:
         return self.function(obs)
+
+
+class _Compensated:
+    """A batch policy acting on latency-compensated observations (a Smith predictor)."""
+
+    def __init__(self, policy: BatchPolicy, task: str | None, compensation: Any) -> None:
+        from sim2real.training.compensation import LatencyPredictor
+
+        if task is None:
+            raise PolicyError("latency compensation needs the task in metadata.json")
+        self.policy = policy
+        self.predictor = LatencyPredictor(task, compensation)
+
+    def __call__(self, obs: np.ndarray, episode_start: np.ndarray | None = None) -> np.ndarray:
+        predicted = self.predictor.predict(obs, episode_start)
+        actions = self.policy(predicted, episode_start=episode_start)
+        self.predictor.record(actions)
+        return actions
 
 
 class _SB3Policy:
@@ -393,6 +430,9 @@ def _from_path(path: Path, group: str | None) -> PolicySource:
         normalizer = _normalizer(_load_vecnormalize(stats_file), str(stats_file))
     try:
         history = History.load(metadata.get("history"))
+        from sim2real.training.compensation import LatencyCompensation
+
+        compensation = LatencyCompensation.load(metadata.get("latency_compensation"))
     except ValueError as error:
         raise PolicyError(f"policy {str(path)!r}: {error} ({METADATA_FILE})") from None
     if metadata.get("obs_normalization") and normalizer is None:
@@ -427,6 +467,7 @@ def _from_path(path: Path, group: str | None) -> PolicySource:
         history=history,
         recurrent=algo == "rppo",
         asymmetric=bool(metadata.get("asymmetric", False)),
+        compensation=compensation,
     )
 
 
