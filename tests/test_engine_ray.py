@@ -21,7 +21,7 @@ from sim2real.evaluation.policy import PolicySource
 from sim2real.evaluation.store import EPISODES_FILE
 
 ray = pytest.importorskip("ray")
-from sim2real.engines.ray_engine import RayEngine, shard_bounds  # noqa: E402
+from sim2real.engines.ray_engine import RayEngine, ensure_ray, shard_bounds  # noqa: E402
 
 HOPPER = "policies/Hopper/sim/seed0"
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,9 +33,14 @@ ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 @pytest.fixture(scope="module", autouse=True)
 def local_ray():
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    """A local Ray of 2 CPUs, started as the engine starts one (not attached to RAY_ADDRESS)."""
+    address = os.environ.pop("RAY_ADDRESS", None)
+    ensure_ray(num_cpus=2)
+    assert ray.cluster_resources()["CPU"] == 2
     yield
     ray.shutdown()
+    if address is not None:
+        os.environ["RAY_ADDRESS"] = address
 
 
 def steady(obs: np.ndarray) -> np.ndarray:
@@ -201,7 +206,6 @@ def test_ray_attaches_to_ray_address_else_starts_a_local_one(monkeypatch):
     calls: list[dict] = []
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", lambda **kwargs: calls.append(kwargs))
-    monkeypatch.setenv("RAY_AUTH_MODE", "token")  # restored afterwards
     monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
     ray_engine.ensure_ray()
     monkeypatch.delenv("RAY_ADDRESS")

@@ -128,9 +128,6 @@ def ensure_ray(num_cpus: int | None = None) -> Any:
         if os.environ.get("RAY_ADDRESS"):
             ray.init(address=os.environ["RAY_ADDRESS"], logging_level="WARNING")
         else:
-            # A private cluster with token authentication (Ray's default for local clusters;
-            # set explicitly, so that Ray does not warn about it).
-            os.environ.setdefault("RAY_AUTH_MODE", "token")
             ray.init(
                 address="local",
                 num_cpus=num_cpus or os.cpu_count() or 1,
