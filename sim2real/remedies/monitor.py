@@ -196,8 +196,16 @@ class SkewMonitor:
         self._margin = EXACT_MARGIN * float(self.noise_std.max())
         self._gammas = np.array([1.0 - 1.0 / w for w in WINDOWS])
         self.directions = (*self.reference.fields, LATENCY)  # the matched filters' directions
+        fs = self.reference.frame_skip
+        # Candidate total delays (substeps) of the delay CUSUMs: half, one, two, three steps.
+        self.delays = tuple(
+            d for d in sorted({max(1, fs // 2), fs, 2 * fs, 3 * fs}) if d <= self.max_delay
+        )
         matched_channels = tuple(f"{f}@{w}" for f in self.directions for w in WINDOWS)
-        self.channels = ("omnibus", *(matched_channels if self.matched else ()))
+        delay_channels = tuple(f"{LATENCY}={d}" for d in self.delays)
+        self.channels = (
+            "omnibus", *((matched_channels + delay_channels) if self.matched else ())
+        )  # fmt: skip
         if calibration is None:
             calibration = self._prepare(policy, int(prepare_steps), int(seed), progress)
         self.calibration = calibration
@@ -210,6 +218,9 @@ class SkewMonitor:
                 for f in self.directions
             ]
         ).reshape(len(self.directions), len(WINDOWS))
+        self._delay_h = np.array(
+            [calibration.thresholds.get(f"{LATENCY}={d}", np.inf) for d in self.delays]
+        )
         ratio = calibration.variance_ratio
         self._var_ratio = np.array([ratio.get(f, 1.0) for f in self.directions])[:, None]
         self.reset()
@@ -222,6 +233,9 @@ class SkewMonitor:
         history = 2 * self.window + self.max_delay // self.reference.frame_skip + 2
         self._obs: deque[np.ndarray] = deque(maxlen=history)
         self._actions: deque[np.ndarray] = deque(maxlen=history)
+        self._last_actions: deque[np.ndarray] = deque(
+            maxlen=self.max_delay // self.reference.frame_skip + 2
+        )
         self._buffer: deque[tuple[int, np.ndarray, np.ndarray | None]] = deque(maxlen=self.window)
         self._alarm_step: int | None = None
         self._last_identified: int | None = None
@@ -235,6 +249,7 @@ class SkewMonitor:
         self._cusum = 0.0
         self._num = np.zeros((len(self.directions), len(WINDOWS)))
         self._var = np.zeros_like(self._num)
+        self._delay_cusum = np.zeros(len(self.delays))
         self._alarm_step = None
         self._suspects: tuple[Suspect, ...] = ()
         self._estimate: Estimate | None = None
@@ -255,6 +270,7 @@ class SkewMonitor:
         self._step += 1
         self._obs.append(obs)
         self._actions.append(action)
+        self._last_actions.append(action)
         self._prev = (obs, action, self.reference.exact(obs, self._margin))
         alarm = self._alarm_step is not None
         if not alarm and statistic >= 1.0:
@@ -285,7 +301,8 @@ class SkewMonitor:
         nominal = reference.predict(prev_obs, prev_action)
         z = (obs - nominal) / self._scale
         if self._noisy:
-            z = np.clip(z, -CLIP, CLIP)
+            np.minimum(z, CLIP, out=z)
+            np.maximum(z, -CLIP, out=z)
         x = min(float(np.dot(z, z)) / self.obs_dim, CUSUM_CAP)
         self._cusum = max(0.0, self._cusum + x - self._drift)
         statistic, channel = self._cusum / self._omni_h, "omnibus"
@@ -304,6 +321,19 @@ class SkewMonitor:
             if ratio[best] > statistic:
                 statistic = float(ratio[best])
                 channel = f"{self.directions[best[0]]}@{WINDOWS[best[1]]}"
+            # Page's CUSUM of the log-likelihood ratio "total delay d" against "no delay".
+            previous = list(self._last_actions)[:-1]
+            base = float(np.dot(z, z))
+            for i, delay in enumerate(self.delays):
+                delayed = reference.predict(prev_obs, prev_action, previous, delay)
+                z_d = self._whitened(obs - delayed)
+                llr = 0.5 * (base - float(np.dot(z_d, z_d)))
+                self._delay_cusum[i] = max(0.0, self._delay_cusum[i] + llr)
+            ratio_d = self._delay_cusum / self._delay_h
+            best_d = int(np.argmax(ratio_d))
+            if ratio_d[best_d] > statistic:
+                statistic = float(ratio_d[best_d])
+                channel = f"{LATENCY}={self.delays[best_d]}"
         self._buffer.append((self._step, z, j))
         return statistic, channel
 
@@ -410,7 +440,8 @@ class SkewMonitor:
     # ------------------------------------------------------------------ preparation
     def _prepare(self, policy: Any, steps: int, seed: int, progress: bool) -> Calibration:
         streams = sim_streams(self.task, policy, steps, seed, self.noise_std, progress=progress)
-        residuals, sens, episode_of, total = [], [], [], 0
+        residuals, sens, delayed, episode_of, total = [], [], [], [], 0
+        lag_steps = self.max_delay // self.reference.frame_skip + 1
         for index, (obs, actions) in enumerate(streams):
             for t in range(len(actions)):
                 total += 1
@@ -423,6 +454,11 @@ class SkewMonitor:
                     lag = self.reference.predict(obs[t], earlier) - nominal
                     dyn = self.reference.sensitivities(obs[t], actions[t], nominal)
                     sens.append(np.vstack((dyn, lag)))
+                    previous = actions[max(0, t - lag_steps) : t]
+                    delayed.append([
+                        obs[t + 1] - self.reference.predict(obs[t], actions[t], previous, d)
+                        for d in self.delays
+                    ])  # fmt: skip
                 episode_of.append(index)
         r = np.asarray(residuals)
         floor = np.maximum(1e-3 * self.noise_std, 1e-8)
@@ -471,6 +507,18 @@ class SkewMonitor:
                     )
                     thresholds[f"{name}@{w}"] = found.value
                     extrapolated[f"{name}@{w}"] = found.extrapolated
+            z_delayed = np.asarray(delayed) / scale  # (n, delays, d)
+            if self._noisy:
+                z_delayed = np.clip(z_delayed, -CLIP, CLIP)
+            base = np.sum(z * z, axis=1)
+            for i, delay in enumerate(self.delays):
+                llr = 0.5 * (base - np.sum(z_delayed[:, i] ** 2, axis=1))
+                found = stats.calibrate_threshold(
+                    lambda h, v=llr: stats.cusum_alarms(v, 0.0, h), n, rate, start=1.0,
+                    minimum=1.0,
+                )  # fmt: skip
+                thresholds[f"{LATENCY}={delay}"] = found.value
+                extrapolated[f"{LATENCY}={delay}"] = found.extrapolated
         return Calibration(
             noise_std=self.noise_std.tolist(),
             scale=scale.tolist(),

@@ -88,6 +88,10 @@ class ReferenceModel:
         self.obs_dim = int(resolved.base.observation_space.shape[0])
         self.act_dim = int(self.model.nu)
         self._observe = self._observation_fn()
+        skip = _POSITIONS_VELOCITIES.get(self.task)
+        fits = skip is not None and self.obs_dim == self.model.nq - skip + self.model.nv
+        self._skip = skip if fits else None
+        self._npos = self.model.nq - skip if fits else 0
         self._velocity_dims = self._find_velocity_dims()
         self._nudged = {f: self._variant({f: 1.0 + FD_STEP}) for f in self.fields}
         self._variants: dict[tuple[str, float], tuple[mujoco.MjModel, mujoco.MjData]] = {}
@@ -104,10 +108,12 @@ class ReferenceModel:
             clip = self.state.clipped_velocity
 
             def observe(data: mujoco.MjData) -> np.ndarray:
-                vel = data.qvel
-                if clip:
-                    vel = np.clip(vel, -VELOCITY_CLIP, VELOCITY_CLIP)
-                return np.concatenate((data.qpos[skip:], vel))
+                out = np.concatenate((data.qpos[skip:], data.qvel))
+                if clip:  # np.minimum/np.maximum in place: cheaper than np.clip on small arrays
+                    vel = out[data.qpos.shape[0] - skip :]
+                    np.minimum(vel, VELOCITY_CLIP, out=vel)
+                    np.maximum(vel, -VELOCITY_CLIP, out=vel)
+                return out
 
             return observe
         base = self._base
@@ -140,7 +146,11 @@ class ReferenceModel:
     def exact(self, obs: np.ndarray, margin: float = 0.0) -> bool:
         """Whether ``obs`` determines the state: no velocity within ``margin`` of its clip."""
         dims = self._velocity_dims
-        return not dims.size or bool(np.all(np.abs(obs[dims]) < VELOCITY_CLIP - margin))
+        if not dims.size:
+            return True
+        vel = obs[self._npos :] if self._skip is not None else obs[dims]
+        bound = VELOCITY_CLIP - margin
+        return bool(vel.max() < bound and vel.min() > -bound)
 
     def predict(
         self,
@@ -161,9 +171,15 @@ class ReferenceModel:
             variant: a ``(model, data)`` pair to predict on; default the nominal model.
         """
         model, data = variant if variant is not None else (self.model, self.data)
-        qpos, qvel = self.state(obs)
-        data.qpos[:] = qpos
-        data.qvel[:] = qvel
+        skip = self._skip
+        if skip is not None:  # [qpos[skip:], qvel]: write the state straight from obs
+            data.qpos[:skip] = 0.0
+            data.qpos[skip:] = obs[: self._npos]
+            data.qvel[:] = obs[self._npos :]
+        else:
+            qpos, qvel = self.state(obs)
+            data.qpos[:] = qpos
+            data.qvel[:] = qvel
         if delay == 0:
             data.ctrl[:] = command
             mujoco.mj_step(model, data, nstep=self.frame_skip)
