@@ -132,7 +132,7 @@ def evaluate_gap(
     sources = resolve_policies(policy)
     _check_policies(sources, task, builtin, seed_list, max_episode_steps)
     # Other processes rebuild policies from bytes; an unpicklable callable is refused here.
-    in_process = isinstance(engine, str) and engine in ("local", "batch")
+    in_process = engine_name in ("local", "batch")
     shipped = sources if in_process else [s.portable() for s in sources]
     header = {"task": task, "max_episode_steps": max_episode_steps}
     store = EpisodeStore(Path(out) if out is not None else None, header, resume=resume)
