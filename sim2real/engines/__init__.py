@@ -44,7 +44,9 @@ __all__ = [
     "Episode",
     "EpisodeKey",
     "Lane",
+    "LocalEngine",
     "OnEpisode",
+    "RayEngine",
     "Workload",
     "check_engine",
     "divergence",
@@ -54,6 +56,19 @@ __all__ = [
     "plan_lanes",
     "run_workload",
 ]
+
+
+# Engine classes, imported on first use: ``sim2real.engines.RayEngine(shard_engine="batch")``.
+_CLASSES = {
+    "LocalEngine": "sim2real.engines.local",
+    "RayEngine": "sim2real.engines.ray_engine",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _CLASSES:
+        return getattr(importlib.import_module(_CLASSES[name]), name)
+    raise AttributeError(f"module 'sim2real.engines' has no attribute {name!r}")
 
 
 # What an engine needs installed beyond the core, and how to get it.
