@@ -158,10 +158,19 @@ def make(
     randomization: SpecSource = None,
     *,
     obs_fn: ObsFn | None = None,
+    history: int | Mapping[str, int] | None = None,
     **env_kwargs: Any,
 ) -> gym.Env:
     """One env of ``task`` with fixed ``skews`` (default: none, the sim variant) and,
-    optionally, a domain randomization drawn around them each episode."""
+    optionally, a domain randomization drawn around them each episode; with
+    ``history=K`` each observation carries the last K commands (or a mapping
+    ``{commands: K, observations: K}``; :mod:`sim2real.history`)."""
+    if history is not None:
+        from sim2real.history import History, HistoryObservation
+
+        spec = History.load(history)  # validated before any env
+        env = make(task, skews, randomization, obs_fn=obs_fn, **env_kwargs)
+        return HistoryObservation(env, spec)
     builtin = _builtin(task)
     if randomization is not None:
         from sim2real.randomization import DomainRandomization, RandomizationSpec

@@ -7,7 +7,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-import sim2real  # noqa: F401  (registers the sim2real/* ids)
+import sim2real
 from sim2real.evaluation.policy import PolicySource, check_fits
 from sim2real.history import History, HistoryBuffer, HistoryObservation
 
@@ -162,3 +162,14 @@ def test_recurrent_policy_carries_state_per_row_and_resets_it() -> None:
         obs_seq[5, 1][None], episode_start=np.array([True]), deterministic=True
     )
     assert not np.allclose(fresh[0], batched[5][1])
+
+
+def test_make_takes_a_history() -> None:
+    env = sim2real.make("Hopper", skews="default", history=4)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (11 + 4 * 3,) and env.observation_space.shape == obs.shape
+    assert not obs[11:].any()  # no command yet
+    obs, *_ = env.step(np.full(3, 0.5))
+    np.testing.assert_array_equal(obs[11:14], np.full(3, 0.5))
+    with pytest.raises(ValueError, match="history"):
+        sim2real.make("Hopper", history=-1)
