@@ -1,0 +1,657 @@
+"""Close the gap: fit the simulator's skew values to a robot's logs (DESIGN.md section 7).
+
+>>> logs = sim2real.record(policy, real_env, seeds=range(10))         # doctest: +SKIP
+>>> cal = sim2real.calibrate("Hopper", logs)                          # doctest: +SKIP
+>>> sim, real = sim2real.make_pair("Hopper", real=cal.spec)           # doctest: +SKIP
+
+What is fitted: ``dynamics.mass_scale``, ``friction_scale``, ``damping_scale``,
+``actuator_strength`` (continuous), ``timing.obs_latency_s`` and
+``action_latency_s`` (discrete, exact to the physics substep) and
+``sensing.noise_std`` (per observation dimension, from the residuals).
+
+How (multiple shooting, :mod:`~sim2real.remedies.calibration_fit`):
+
+1. Total delay: mid-episode a window only sees ``obs + action`` latency. Every
+   total from 0 to ``max_latency_s`` is scored on a subset of windows; the scales
+   are fitted at the best one and the scan is repeated with them until it settles.
+2. Split: at an episode's start the buffers are backfilled and the first command
+   is held, so the windows that start there tell the split apart; every split of
+   the total is scored on them, the best few with their start states refitted.
+3. Final fit on every window: the scales and every window's start state, by
+   trust-region least squares on the sparse Jacobian, each dimension weighted by
+   one over its noise level (estimated in step 1).
+4. Trust: intervals by a linearized bootstrap over logged episodes (Student-t
+   with episodes - 1 degrees of freedom on its spread), a warning for any scale
+   whose Gauss-Newton standard error exceeds ``identifiable_se``, the residual per
+   observation dimension against the nominal sim's, and the delay's profile.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from scipy import stats
+
+from sim2real.remedies.calibration_fit import (
+    Fit,
+    ShootingProblem,
+    bootstrap_scales,
+    information,
+)
+from sim2real.remedies.calibration_model import (
+    SCALE_FIELDS,
+    Delay,
+    PipelineModel,
+    Windows,
+    build_windows,
+)
+from sim2real.remedies.record import LogSource, load_logs
+from sim2real.spec import SkewSpec
+
+LATENCY_FIELDS = ("timing.obs_latency_s", "timing.action_latency_s")
+NOISE_FIELD = "sensing.noise_std"
+FIELDS: tuple[str, ...] = (
+    *(f"dynamics.{name}" for name in SCALE_FIELDS),
+    *LATENCY_FIELDS,
+    NOISE_FIELD,
+)
+NOISE_FLOOR = 1e-4  # obs units: below this a dimension counts as noiseless
+REPORT_SCHEMA = "sim2real.calibration/1"
+
+
+@dataclass(frozen=True)
+class CalibrationConfig:
+    """The knobs of one task's calibration (``configs/calibration/<task>.yaml``).
+
+    Attributes:
+        window_steps: control steps per multiple-shooting window.
+        max_latency_s: the delay search covers total latency 0..this, seconds.
+        search_windows: windows used while searching the delay.
+        max_iterations: Levenberg-Marquardt iterations (Jacobians) per fit, at most.
+        refit_iterations: iterations of the refit once outlying windows are dropped.
+        outlier_factor: a window whose mean squared residual exceeds this multiple of
+            the median window's is dropped (its local fit did not resolve a contact).
+        prior_range: where a scale the logs cannot identify is randomized.
+        identifiable_se: a scale whose standard error exceeds this is flagged.
+        resamples: bootstrap resamples.
+        confidence: coverage of the intervals.
+    """
+
+    window_steps: int = 10
+    max_latency_s: float = 0.08
+    search_windows: int = 64
+    max_iterations: int = 30
+    refit_iterations: int = 10
+    outlier_factor: float = 4.0
+    prior_range: tuple[float, float] = (0.5, 1.5)
+    identifiable_se: float = 0.05
+    resamples: int = 2000
+    confidence: float = 0.95
+
+    @classmethod
+    def for_task(cls, task: str, **overrides: Any) -> CalibrationConfig:
+        from sim2real.paths import data_dir
+
+        path = data_dir("configs") / "calibration" / f"{task.lower()}.yaml"
+        values = yaml.safe_load(path.read_text()) if path.is_file() else {}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        unknown = set(values) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(
+                f"calibration config: unknown key {sorted(unknown)[0]!r}; allowed: "
+                f"{', '.join(cls.__dataclass_fields__)}"
+            )
+        if "prior_range" in values:
+            values["prior_range"] = tuple(values["prior_range"])
+        config = cls(**values)
+        if config.window_steps < 1:
+            raise ValueError(f"window_steps must be >= 1, got {config.window_steps}")
+        if not 0 < config.confidence < 1:
+            raise ValueError(f"confidence must be between 0 and 1, got {config.confidence}")
+        return config
+
+
+@dataclass
+class Calibration:
+    """Skew values fitted to logs, with intervals: the simulator brought to the robot.
+
+    Attributes:
+        task: the built-in task.
+        fields: the fitted fields (dotted names).
+        estimates: the fitted value per field (``sensing.noise_std``: per dimension).
+        intervals: ``(low, high)`` per field at ``confidence``; ``None`` when unidentified.
+        unidentified: the fields the logs cannot pin down (left nominal in :attr:`spec`).
+        warnings: what the reader must know, one sentence each.
+        delay: the realized latencies in substeps and the substep length.
+        residuals: RMS prediction error per observation dimension (obs units) from the
+            logged window starts, for the calibrated and the nominal sim.
+        diagnostics: the fit's numbers (cost, evaluations, windows, time, delay profile).
+        traces: a few windows of logged, calibrated-sim and nominal-sim observations.
+    """
+
+    task: str
+    fields: list[str]
+    estimates: dict[str, Any]
+    intervals: dict[str, tuple[float, float] | None]
+    unidentified: list[str]
+    warnings: list[str]
+    delay: dict[str, Any]
+    residuals: dict[str, list[float]]
+    diagnostics: dict[str, Any]
+    prior_range: tuple[float, float] = (0.5, 1.5)
+    confidence: float = 0.95
+    traces: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    @property
+    def spec(self) -> SkewSpec:
+        """The calibrated point: a real variant (``make_pair(task, real=cal.spec)``)."""
+        nested: dict[str, dict[str, Any]] = {}
+        for name, value in self.estimates.items():
+            if name in self.unidentified:
+                continue
+            section, key = name.split(".")
+            value = [float(v) for v in value] if isinstance(value, list) else float(value)
+            nested.setdefault(section, {})[key] = value
+        return SkewSpec.load({"description": f"calibrated to logs of {self.task}", **nested})
+
+    def randomization(self, width: float = 1.0) -> Any:
+        """A randomization spec centred on the estimate, ``width`` x the intervals wide.
+
+        Each fitted scale and latency is uniform over its interval (scaled by ``width``
+        about the estimate; a latency at least one substep either side); an unidentified
+        scale is uniform over ``prior_range``; the noise level is fixed.
+        """
+        from sim2real.randomization import RandomizationSpec
+
+        if width < 0:
+            raise ValueError(f"width must be >= 0, got {width}")
+        nested: dict[str, dict[str, Any]] = {}
+        substep = self.delay["substep_s"]
+        for name, value in self.estimates.items():
+            section, key = name.split(".")
+            interval = self.intervals.get(name)
+            if name in self.unidentified:
+                low, high = self.prior_range
+            elif isinstance(value, list) or interval is None:
+                nested.setdefault(section, {})[key] = value
+                continue
+            else:
+                below, above = value - interval[0], interval[1] - value
+                if name in LATENCY_FIELDS:
+                    below, above = max(below, substep), max(above, substep)
+                low, high = value - width * below, value + width * above
+                low = max(low, 0.0 if name in LATENCY_FIELDS else 1e-3)
+            if high <= low:
+                nested.setdefault(section, {})[key] = float(value)
+            else:
+                nested.setdefault(section, {})[key] = {
+                    "dist": "uniform",
+                    "low": round(float(low), 6),
+                    "high": round(float(high), 6),
+                }
+        return RandomizationSpec.load(nested)
+
+    # ------------------------------------------------------------------ output
+    def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready data (schema ``sim2real.calibration/1``)."""
+        return {
+            "schema": REPORT_SCHEMA,
+            "task": self.task,
+            "fields": self.fields,
+            "estimates": self.estimates,
+            "intervals": {k: list(v) if v is not None else None for k, v in self.intervals.items()},
+            "confidence": self.confidence,
+            "unidentified": self.unidentified,
+            "warnings": self.warnings,
+            "delay": self.delay,
+            "residuals": self.residuals,
+            "diagnostics": self.diagnostics,
+            "spec": self.spec.to_dict(),
+        }
+
+    def to_yaml(self, path: str | Path | None = None) -> str:
+        """The calibrated spec as YAML (the skew schema); written to ``path`` if given."""
+        text = (
+            f"# calibrated to logs of {self.task} by sim2real.calibrate; intervals in report.json\n"
+            + yaml.safe_dump(self.spec.to_dict(), sort_keys=False)
+        )
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    def to_json(self) -> str:
+        import json
+
+        return json.dumps(self.to_dict(), indent=2)
+
+    def to_markdown(self) -> str:
+        from sim2real.remedies.calibration_report import render_markdown
+
+        return render_markdown(self.to_dict())
+
+    def save(self, out: str | Path) -> Path:
+        """Write ``report.json``, ``report.md``, ``calibration.yaml`` and ``traces.png``."""
+        from sim2real.remedies.calibration_report import plot_traces
+
+        folder = Path(out)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "report.json").write_text(self.to_json() + "\n")
+        (folder / "report.md").write_text(self.to_markdown())
+        self.to_yaml(folder / "calibration.yaml")
+        if self.traces:
+            plot_traces(self.traces, self.task, folder / "traces.png")
+        return folder
+
+
+# ---------------------------------------------------------------------- calibrate
+def calibrate(
+    task: str,
+    logs: LogSource,
+    fields: Sequence[str] | None = None,
+    *,
+    window_steps: int | None = None,
+    max_latency_s: float | None = None,
+    threads: int = 1,
+    seed: int = 0,
+    log: Callable[[str], None] | None = None,
+    **config: Any,
+) -> Calibration:
+    """Fit ``fields`` of ``task``'s skew spec so that the simulator reproduces ``logs``.
+
+    Args:
+        task: a built-in task whose observation is positions then velocities
+            (Hopper, Walker2d, HalfCheetah, InvertedPendulum).
+        logs: a log folder, :class:`~sim2real.remedies.record.Logs`, or a list of
+            episodes (mappings with ``observations`` (T+1, obs_dim), ``actions`` (T, act_dim)).
+        fields: dotted names out of :data:`FIELDS` (default: all); the others stay nominal.
+        window_steps: control steps per window (default: the task's config).
+        max_latency_s: the largest total latency searched, seconds.
+        threads: MuJoCo rollout threads.
+        seed: seeds the bootstrap.
+        log: called with a line per stage (progress).
+        config: further :class:`CalibrationConfig` overrides (``resamples``, ...).
+
+    Raises:
+        ValueError: bad logs or fields, in one line, before any fitting.
+    """
+    from sim2real.tasks import get_task
+
+    spec_task = get_task(task)
+    chosen = _check_fields(fields)
+    cfg = CalibrationConfig.for_task(
+        spec_task.name, window_steps=window_steps, max_latency_s=max_latency_s, **config
+    )
+    data = load_logs(logs, spec_task.name)
+    say = log or (lambda _: None)
+    started = time.perf_counter()
+    model = PipelineModel(spec_task.name, threads=threads)
+    try:
+        if data.control_dt is not None and not math.isclose(data.control_dt, model.control_dt):
+            raise ValueError(
+                f"logs: control_dt {data.control_dt} s, but {spec_task.name} steps every "
+                f"{model.control_dt} s"
+            )
+        episodes = [(e.observations, e.actions) for e in data.episodes]
+        fitter = _Fitter(model, episodes, chosen, cfg, say)
+        result = fitter.run()
+    finally:
+        model.close()
+    result.diagnostics["time_s"] = round(time.perf_counter() - started, 2)
+    result.diagnostics["seed"] = seed
+    _add_intervals(result, fitter, cfg, np.random.default_rng(seed))
+    say(f"calibrated {spec_task.name} in {result.diagnostics['time_s']} s")
+    return result
+
+
+def _check_fields(fields: Sequence[str] | None) -> list[str]:
+    if fields is None:
+        return list(FIELDS)
+    if isinstance(fields, str):
+        fields = [f.strip() for f in fields.split(",") if f.strip()]
+    chosen = list(dict.fromkeys(fields))
+    for name in chosen:
+        if name not in FIELDS:
+            raise ValueError(f"fields: {name!r} cannot be calibrated; allowed: {', '.join(FIELDS)}")
+    if not chosen:
+        raise ValueError(f"fields: give at least one of {', '.join(FIELDS)}")
+    return chosen
+
+
+class _Fitter:
+    """The stages of one calibration (module docstring), sharing the model and windows."""
+
+    def __init__(
+        self,
+        model: PipelineModel,
+        episodes: list[tuple[np.ndarray, np.ndarray]],
+        fields: list[str],
+        cfg: CalibrationConfig,
+        say: Callable[[str], None],
+    ) -> None:
+        self.model, self.episodes, self.fields, self.cfg, self.say = (
+            model,
+            episodes,
+            fields,
+            cfg,
+            say,
+        )
+        self.free = [f for f in SCALE_FIELDS if f"dynamics.{f}" in fields]
+        self.fit_obs = "timing.obs_latency_s" in fields
+        self.fit_action = "timing.action_latency_s" in fields
+        self.max_total = round(cfg.max_latency_s / model.substep_s)
+        self.weights = np.ones(model.obs_dim)
+        self.evals = 0
+        self.dropped = 0
+
+    # ---------------------------------------------------------------- helpers
+    def windows(self, delay: Delay) -> Windows:
+        return build_windows(
+            self.episodes,
+            frame_skip=self.model.frame_skip,
+            length=self.cfg.window_steps,
+            delay=delay,
+            exact=self.model.invert,
+        )
+
+    def problem(
+        self, windows: Windows, free: list[str], fixed: dict[str, float]
+    ) -> ShootingProblem:
+        return ShootingProblem(self.model, windows, free, fixed, self.weights)
+
+    def split(self, total: int, obs: int | None = None) -> Delay:
+        """The delay for ``total`` substeps: all of it where only one latency is fitted."""
+        if obs is not None:
+            return Delay(obs, total - obs)
+        if self.fit_obs and not self.fit_action:
+            return Delay(total, 0)
+        return Delay(0, total)
+
+    def search_subset(self, windows: Windows) -> np.ndarray:
+        """Evenly spread mid-episode windows, at most ``search_windows``."""
+        middle = np.flatnonzero(~windows.at_start)
+        if len(middle) == 0:
+            middle = np.arange(len(windows))
+        count = min(len(middle), self.cfg.search_windows)
+        return middle[np.linspace(0, len(middle) - 1, count).round().astype(int)]
+
+    # ---------------------------------------------------------------- stages
+    def scan_total(self, scales: dict[str, float]) -> dict[int, float]:
+        """Cost of every total delay, from the logged starts, on the search subset."""
+        costs = {}
+        for total in range(self.max_total + 1):
+            windows = self.windows(self.split(total))
+            sub = windows.subset(self.search_subset(windows))
+            problem = self.problem(sub, [], scales)
+            costs[total] = problem.cost_at({})
+            self.evals += 1
+        return costs
+
+    def search_total(self) -> tuple[int, dict[str, float], dict[int, float]]:
+        scales = {f: 1.0 for f in self.free}
+        if not (self.fit_obs or self.fit_action):
+            scales = self.fit_subset(0, self.fit_subset(0, scales), free_starts=True)
+            return 0, scales, {0: 0.0}
+        seen: list[int] = []
+        for _ in range(4):
+            costs = self.scan_total(scales)
+            total = min(costs, key=costs.get)
+            self.say(f"  delay scan: best total {total} substeps")
+            if total in seen:
+                break
+            seen.append(total)
+            scales = self.fit_subset(total, scales)
+        scales = self.fit_subset(total, scales, free_starts=True)
+        return total, scales, costs
+
+    def fit_subset(
+        self, total: int, scales: dict[str, float], free_starts: bool = False
+    ) -> dict[str, float]:
+        """Scales fitted on the search subset at ``total``; with free start states the
+        residuals also set the weights."""
+        if not self.free:
+            return scales
+        windows = self.windows(self.split(total))
+        sub = windows.subset(self.search_subset(windows))
+        if not free_starts:
+            problem = self.problem(sub, self.free, {})
+            fit = problem.solve(scales, max_iterations=self.cfg.max_iterations, free_starts=False)
+            self.evals += problem.nevals
+            return fit.scales
+        fit, kept, _ = self.robust_fit(sub, scales)
+        self.set_weights(fit.residuals / self.weights, kept)
+        return fit.scales
+
+    def robust_fit(
+        self, windows: Windows, scales: dict[str, float]
+    ) -> tuple[Fit, Windows, ShootingProblem]:
+        """Held starts (a cheap first pass), then free starts; windows whose fit stays far
+        worse than the others' (a contact event the local search did not resolve) are
+        dropped and the rest refitted."""
+        cfg = self.cfg
+        if self.free:
+            problem = self.problem(windows, self.free, {})
+            scales = problem.solve(
+                scales, max_iterations=cfg.max_iterations, free_starts=False
+            ).scales
+            self.evals += problem.nevals
+        problem = self.problem(windows, self.free, {})
+        fit = problem.solve(scales, max_iterations=cfg.max_iterations)
+        self.evals += problem.nevals
+        keep = inliers(fit, windows, cfg.outlier_factor)
+        if keep.all() or keep.sum() < max(2, len(keep) // 2):
+            return fit, windows, problem
+        kept = windows.subset(keep)
+        problem = self.problem(kept, self.free, {})
+        fit = problem.solve(fit.scales, fit.starts[keep], max_iterations=cfg.refit_iterations)
+        self.evals += problem.nevals
+        self.dropped += int((~keep).sum())
+        return fit, kept, problem
+
+    def set_weights(self, error: np.ndarray, windows: Windows) -> None:
+        """One over each dimension's noise level, estimated from fit residuals."""
+        sigma = noise_levels(error, windows)
+        self.weights = 1.0 / np.maximum(sigma, NOISE_FLOOR)
+
+    def search_split(self, total: int, scales: dict[str, float]) -> tuple[Delay, dict[int, float]]:
+        if not (self.fit_obs and self.fit_action):
+            return self.split(total), {}
+        costs: dict[int, float] = {}
+        for obs in range(total + 1):
+            windows = self.windows(Delay(obs, total - obs))
+            start = windows.subset(windows.at_start)
+            costs[obs] = self.problem(start, [], scales).cost_at({})
+        best = sorted(costs, key=costs.get)[:3]
+        refined = {}
+        for obs in best:
+            windows = self.windows(Delay(obs, total - obs))
+            start = windows.subset(windows.at_start)
+            problem = self.problem(start, [], scales)
+            refined[obs] = problem.solve({}, max_iterations=10).cost
+            self.evals += problem.nevals
+        obs = min(refined, key=refined.get)
+        self.say(f"  split: obs {obs}, action {total - obs} substeps")
+        return Delay(obs, total - obs), refined
+
+    def run(self) -> Calibration:
+        total, scales, scan = self.search_total()
+        delay, split_costs = self.search_split(total, scales)
+        every = self.windows(delay)
+        self.say(f"  final fit: {len(every)} windows, {len(self.free)} scales")
+        self.dropped = 0
+        fit, windows, problem = self.robust_fit(every, scales)
+        if self.free:  # the Jacobian at the solution itself, for the intervals
+            theta = np.array([fit.scales[f] for f in self.free])
+            flat = fit.residuals.reshape(len(windows), -1)
+            fit.shared, fit.local = problem.jacobian(theta, fit.starts, flat)
+        self.evals += problem.nevals
+        self.final = (fit, windows, problem)
+        profile = self.total_profile(delay, fit.scales)
+        nominal = self.problem(windows, [], {})
+        calibrated_error = problem.predicted(fit.scales, windows.targets[:, 0]) - windows.targets
+        nominal_error = nominal.predicted({}, windows.targets[:, 0]) - windows.targets
+        sigma = noise_levels(fit.residuals / self.weights, windows)
+        estimates: dict[str, Any] = {f"dynamics.{k}": float(v) for k, v in fit.scales.items()}
+        h = self.model.substep_s
+        if self.fit_obs:
+            estimates["timing.obs_latency_s"] = delay.obs * h
+        if self.fit_action:
+            estimates["timing.action_latency_s"] = delay.action * h
+        if NOISE_FIELD in self.fields:
+            estimates[NOISE_FIELD] = [float(s) if s > NOISE_FLOOR else 0.0 for s in sigma]
+        traces = _traces(windows, calibrated_error, nominal_error)
+        return Calibration(
+            task=self.model.task.name,
+            fields=self.fields,
+            estimates=estimates,
+            intervals={},
+            unidentified=[],
+            warnings=[],
+            delay={
+                "obs_substeps": delay.obs,
+                "action_substeps": delay.action,
+                "total_substeps": delay.total,
+                "substep_s": h,
+                "frame_skip": self.model.frame_skip,
+            },
+            residuals={
+                "calibrated": _rms(calibrated_error, windows).tolist(),
+                "nominal": _rms(nominal_error, windows).tolist(),
+            },
+            diagnostics={
+                "episodes": len(self.episodes),
+                "steps": int(sum(len(a) for _, a in self.episodes)),
+                "windows": len(windows),
+                "windows_dropped": self.dropped,
+                "window_steps": self.cfg.window_steps,
+                "cost": fit.cost,
+                "final_iterations": fit.iterations,
+                "rollout_batches": self.evals,
+                "total_delay_scan": {int(k): float(v) for k, v in scan.items()},
+                "total_delay_profile": profile,
+                "split_costs": {int(k): float(v) for k, v in split_costs.items()},
+            },
+            prior_range=self.cfg.prior_range,
+            confidence=self.cfg.confidence,
+            traces=traces,
+        )
+
+    def total_profile(self, delay: Delay, scales: dict[str, float]) -> dict[int, float]:
+        """Cost of the neighbouring totals (split kept where possible), every window,
+        from the logged starts with the fitted scales."""
+        profile = {}
+        if not (self.fit_obs or self.fit_action):
+            return profile
+        for total in range(max(0, delay.total - 2), min(self.max_total, delay.total + 2) + 1):
+            obs = min(delay.obs, total) if self.fit_obs and self.fit_action else None
+            windows = self.windows(self.split(total, obs))
+            profile[total] = self.problem(windows, [], scales).cost_at({})
+        return profile
+
+
+def inliers(fit: Fit, windows: Windows, factor: float) -> np.ndarray:
+    """Windows whose mean squared weighted residual is within ``factor`` x the median's."""
+    dof = np.maximum(windows.mask.sum(axis=(1, 2)) - windows.targets.shape[2], 1)
+    per = np.sum(fit.residuals**2, axis=(1, 2)) / dof
+    return per <= factor * np.median(per) + 1e-12
+
+
+def noise_levels(error: np.ndarray, windows: Windows) -> np.ndarray:
+    """Each dimension's noise level (obs units) from fit errors, one start state per window
+    taken off the degrees of freedom."""
+    mask = windows.mask
+    count = mask.sum(axis=(0, 1)) - len(windows)
+    return np.sqrt(np.sum((error * mask) ** 2, axis=(0, 1)) / np.maximum(count, 1))
+
+
+def _rms(error: np.ndarray, windows: Windows) -> np.ndarray:
+    mask = windows.mask[:, 1:]
+    return np.sqrt(
+        np.sum((error[:, 1:] * mask) ** 2, axis=(0, 1)) / np.maximum(mask.sum((0, 1)), 1)
+    )
+
+
+def _traces(windows: Windows, calibrated: np.ndarray, nominal: np.ndarray) -> dict[str, np.ndarray]:
+    """The first episode's first windows, for the plot."""
+    chosen = np.flatnonzero(windows.episode == windows.episode[0])[:12]
+    return {
+        "start": windows.start[chosen],
+        "logged": windows.targets[chosen],
+        "calibrated": windows.targets[chosen] + calibrated[chosen],
+        "nominal": windows.targets[chosen] + nominal[chosen],
+    }
+
+
+def _add_intervals(cal: Calibration, fitter: _Fitter, cfg: CalibrationConfig, rng) -> None:
+    """Bootstrap intervals for the scales, the delay's profile for the latencies, chi-square
+    for the noise level, and the unidentifiable fields."""
+    fit, windows, _ = fitter.final
+    k = len(fitter.free)
+    n_episodes = len(fitter.episodes)
+    alpha = 1 - cfg.confidence
+    if k:
+        info = information(fit, windows, n_episodes)
+        estimate = np.array([fit.scales[f] for f in fitter.free])
+        gn_cov = info.sigma2 * np.linalg.pinv(info.total)
+        floor_cov = max(info.sigma2, 1.0) * np.linalg.pinv(info.total)
+        used = int(np.count_nonzero(np.abs(info.by_episode).sum(axis=(1, 2)) > 0))
+        draws = bootstrap_scales(info, estimate, cfg.resamples, rng)
+        spread = draws.std(axis=0, ddof=1)
+        t = stats.t.ppf(1 - alpha / 2, max(used - 1, 1))
+        cal.diagnostics["interval_method"] = (
+            f"linearized bootstrap over {used} episodes ({cfg.resamples} resamples), "
+            f"estimate +- t({max(used - 1, 1)}) x bootstrap sd"
+        )
+        cal.diagnostics["gauss_newton_se"] = {}
+        for i, name in enumerate(fitter.free):
+            dotted = f"dynamics.{name}"
+            se_floor = math.sqrt(max(floor_cov[i, i], 0.0))
+            cal.diagnostics["gauss_newton_se"][dotted] = math.sqrt(max(gn_cov[i, i], 0.0))
+            if se_floor > cfg.identifiable_se or used < 2:
+                why = (
+                    f"its standard error is {se_floor:.2g}"
+                    if used >= 2
+                    else "fewer than 2 episodes cannot bound it"
+                )
+                cal.unidentified.append(dotted)
+                cal.intervals[dotted] = None
+                cal.warnings.append(
+                    f"{dotted} is not identified by these logs ({why}); it is left nominal "
+                    "in the spec (excite it more: e.g. for friction, make the feet slide)"
+                )
+            else:
+                half = t * spread[i]
+                cal.intervals[dotted] = (estimate[i] - half, estimate[i] + half)
+    h = fitter.model.substep_s
+    profile = cal.diagnostics.get("total_delay_profile", {})
+    if profile:
+        best = cal.delay["total_substeps"]
+        sigma2 = max(2 * fit.cost / max(int(np.count_nonzero(windows.mask)), 1), 1e-12)
+        allowed = stats.chi2.ppf(cfg.confidence, 1)
+        inside = [d for d, c in profile.items() if 2 * (c - profile[best]) / sigma2 < allowed]
+        lo, hi = min(inside) - best, max(inside) - best
+        for name, substeps in (
+            ("timing.obs_latency_s", cal.delay["obs_substeps"]),
+            ("timing.action_latency_s", cal.delay["action_substeps"]),
+        ):
+            if name in cal.estimates:
+                cal.intervals[name] = (max(0, substeps + lo) * h, (substeps + hi) * h)
+        if hi > lo:
+            cal.warnings.append(
+                f"the total latency is only known to {hi - lo + 1} substeps "
+                f"({(best + lo) * h:g}-{(best + hi) * h:g} s)"
+            )
+    if NOISE_FIELD in cal.estimates:
+        sigma = np.asarray(cal.estimates[NOISE_FIELD])
+        count = max(int(np.count_nonzero(windows.mask)) // fitter.model.obs_dim - len(windows), 1)
+        lo = math.sqrt(count / stats.chi2.ppf(1 - alpha / 2, count))
+        hi = math.sqrt(count / stats.chi2.ppf(alpha / 2, count))
+        level = float(np.sqrt(np.mean(sigma**2)))
+        cal.diagnostics["noise_rms"] = level
+        cal.diagnostics["noise_rms_interval"] = [level * lo, level * hi]
