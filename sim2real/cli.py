@@ -29,6 +29,7 @@ _SUBCOMMAND_MODULES = (
     "sim2real.demo",
     "sim2real.remedies.envelope_cli",
     "sim2real.remedies.monitor_cli",
+    "sim2real.remedies.calibration_cli",
 )
 
 

@@ -149,7 +149,9 @@ def _episode(raw: Any, index: int, control_dt: float | None) -> LogEpisode:
         obs = np.asarray(raw["observations"], dtype=np.float64)
         actions = np.asarray(raw["actions"], dtype=np.float64)
     except (TypeError, ValueError):
-        raise ValueError(f"logs: episode {index}: observations and actions must be numbers")
+        raise ValueError(
+            f"logs: episode {index}: observations and actions must be numbers"
+        ) from None
     if "times" in raw:
         times = np.asarray(raw["times"], dtype=np.float64)
     else:
