@@ -40,6 +40,7 @@ import yaml
 from scipy import stats
 
 from sim2real.remedies.calibration_fit import (
+    PRIOR_SD,
     Fit,
     ShootingProblem,
     bootstrap_scales,
@@ -598,8 +599,10 @@ def _add_intervals(cal: Calibration, fitter: _Fitter, cfg: CalibrationConfig, rn
     if k:
         info = information(fit, windows, n_episodes)
         estimate = np.array([fit.scales[f] for f in fitter.free])
-        gn_cov = info.sigma2 * np.linalg.pinv(info.total)
-        floor_cov = max(info.sigma2, 1.0) * np.linalg.pinv(info.total)
+        # the vanishing prior keeps a direction the data do not see at its prior variance
+        inverse = np.linalg.inv(info.total + np.eye(k) / PRIOR_SD**2)
+        gn_cov = info.sigma2 * inverse
+        floor_cov = max(info.sigma2, 1.0) * inverse
         used = int(np.count_nonzero(np.abs(info.by_episode).sum(axis=(1, 2)) > 0))
         draws = bootstrap_scales(info, estimate, cfg.resamples, rng)
         spread = draws.std(axis=0, ddof=1)
