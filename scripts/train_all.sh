@@ -4,7 +4,12 @@
 # logs and checkpoints stay there) and ships model.zip, vecnormalize.pkl and metadata.json into
 # policies/, with its entry in policies/manifest.yaml.
 #
-# Usage: scripts/train_all.sh [sim|dr|all] [a|b]   (default: all variants, both lanes)
+# Usage: scripts/train_all.sh [sim|dr|robust|all] [a|b]   (default: sim and dr, both lanes)
+# "robust" trains the robustified dr policies of docs/robustify.md: ADR (configs/adr/<task>.yaml),
+# the last 4 commands in the actor's input and an asymmetric critic
+# (configs/train/<task>_ppo_robust.yaml), warm-started from the best sim-trained seed; an interrupted
+# run continues from its checkpoints (--resume). Train from a clean checkout of a commit
+# (git worktree add /work/train-<sha> <sha>; PYTHONPATH=that checkout) so the metadata's commit is clean.
 # Two lanes run in parallel (the machine has 2 cores; each process uses one torch thread); the
 # second argument runs one lane only, e.g. to start the dr half of a lane when its core frees up.
 # Set PYTHON to choose the interpreter (default: python on PATH, e.g. the activated venv).
@@ -13,6 +18,18 @@ cd "$(dirname "$0")/.."
 phase="${1:-all}"
 lanes="${2:-ab}"
 mkdir -p runs
+
+robust() {  # robust TASK BEST_SIM_SEED SEED
+  local task="$1" best="$2" seed="$3" lower="${1,,}" out="runs/$1/dr_adr/seed$3" resume=()
+  if ls "$out"/checkpoints/*_steps.zip >/dev/null 2>&1; then resume=(--resume); fi
+  "${PYTHON:-python}" scripts/train_policy.py --task "$task" --seed "$seed" --adr "configs/adr/$lower.yaml" \
+    --config "configs/train/${lower}_ppo_robust.yaml" --timesteps 300000 \
+    --init-from "policies/$task/sim/$best" --no-progress --out "$out" "${resume[@]}" \
+    --ship "policies/$task/dr/seed$seed" || echo "FAILED: $task robust seed $seed"
+}
+
+robust_a() { for seed in 0 1 2; do robust Hopper seed2 "$seed"; done; }
+robust_b() { for seed in 0 1 2; do robust Walker2d seed0 "$seed"; done; }
 
 train() {  # train TASK VARIANT SEED
   local task="$1" variant="$2" seed="$3" dr=()
@@ -46,10 +63,17 @@ lane_b() {  # $1 = variant
   train InvertedDoublePendulum "$1" 2
 }
 
+if [[ "$phase" == robust ]]; then
+  for lane in a b; do
+    if [[ "$lanes" == *"$lane"* ]]; then "robust_$lane" > "runs/lane_${lane}_robust.log" 2>&1 & fi
+  done
+  wait
+  exit 0
+fi
 case "$phase" in
   all) variants=(sim dr) ;;
   sim | dr) variants=("$phase") ;;
-  *) echo "usage: $0 [sim|dr|all] [a|b]" >&2; exit 2 ;;
+  *) echo "usage: $0 [sim|dr|robust|all] [a|b]" >&2; exit 2 ;;
 esac
 for lane in a b; do
   if [[ "$lanes" == *"$lane"* ]]; then
