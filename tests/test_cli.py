@@ -23,8 +23,9 @@ from sim2real.cli_options import (
     progress_bar,
 )
 
-# Subcommands that do long work, and must take the shared options.
-LONG_WORK = ("train", "evaluate", "benchmark", "demo", "record", "calibrate", "monitor", "envelope")
+# Subcommands that do long work, and must take the shared options (`record` logs a few
+# short episodes and shows no progress).
+LONG_WORK = ("train", "evaluate", "benchmark", "demo", "calibrate", "monitor", "envelope")
 
 
 def _subparsers() -> dict[str, argparse.ArgumentParser]:
@@ -74,6 +75,20 @@ def test_every_default_is_shown_in_help(name: str):
         text = formatter._get_help_string(action) or ""
         option = action.option_strings[0] if action.option_strings else action.dest
         assert "default" in text.lower(), f"sim2real {name} {option}: default not in --help"
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_shared_options_mean_the_same_everywhere(name: str, tmp_path: Path):
+    options = _options(COMMANDS[name])
+    if "--out" in options:
+        assert options["--out"].default is not None, f"sim2real {name} --out has no default"
+        with pytest.raises(argparse.ArgumentTypeError):
+            options["--out"].type(str(Path(__file__)))  # a file is refused up front
+    for flag in ("--resume", "--overwrite", "--no-progress"):
+        if flag in options:
+            assert options[flag].nargs == 0, f"sim2real {name} {flag} must be a flag"
+    if "--seeds" in options:
+        assert options["--seeds"].type("0-2,7") == [0, 1, 2, 7]
 
 
 @pytest.mark.parametrize("name", LONG)
