@@ -57,20 +57,21 @@ def test_field_fit_recovers_a_known_slope() -> None:
 # ---------------------------------------------------------------------- false alarms
 def test_no_alarm_on_noiseless_sim_streams(noiseless: SkewMonitor) -> None:
     """The re-anchored nominal model reproduces the sim variant exactly: no alarm at all."""
-    streams = sim_streams(TASK, None, 3000, seed=500, lanes=4)
-    assert sum(len(a) for _, a in streams) >= 3000
+    streams = sim_streams(TASK, None, 2000, seed=500, lanes=4)
+    assert sum(len(a) for _, a in streams) >= 2000
     for obs, actions in streams:
         assert _first_alarm(noiseless, obs, actions) is None
 
 
+@pytest.mark.slow
 def test_false_alarm_rate_holds_on_a_noisy_nominal_stream() -> None:
-    """Calibrated on 10,000 noisy sim steps, fresh sim streams (other seeds) alarm at about
-    the stated rate: with a rate of 2e-3 over >= 7,000 tested steps, at most 2.5x the
-    rate (a binomial tolerance: P(X > 2.5 n p) < 1e-3 for n p >= 14)."""
-    rate = 2e-3
-    monitor = SkewMonitor(TASK, rate, 0.01, prepare_steps=10_000, matched=False, seed=2)
+    """Calibrated on 8,000 noisy sim steps, fresh sim streams (other seeds) alarm at about
+    the stated rate: with a rate of 3e-3 over >= 5,000 tested steps, at most 2.5x the
+    rate (a binomial tolerance: P(X > 2.5 n p) < 1e-3 for n p >= 15)."""
+    rate = 3e-3
+    monitor = SkewMonitor(TASK, rate, 0.01, prepare_steps=8_000, matched=False, seed=2)
     alarms = tested = 0
-    for obs, actions in sim_streams(TASK, None, 10_000, seed=50_000, noise_std=0.01):
+    for obs, actions in sim_streams(TASK, None, 7_000, seed=50_000, noise_std=0.01):
         monitor.reset()
         for t in range(len(actions)):
             state = monitor.update(obs[t], actions[t])
@@ -78,7 +79,7 @@ def test_false_alarm_rate_holds_on_a_noisy_nominal_stream() -> None:
             if state.alarm:
                 alarms += 1
                 monitor.rearm()
-    assert tested >= 7_000
+    assert tested >= 5_000
     assert alarms <= 2.5 * rate * tested
 
 

@@ -310,7 +310,7 @@ class SkewMonitor:
         if self.matched:
             earlier = self._actions[-2] if len(self._actions) > 1 else prev_action
             j = reference.sensitivities(prev_obs, prev_action, nominal) / self._scale
-            lag = (reference.predict(prev_obs, earlier) - nominal) / self._scale
+            lag = (reference.predict(prev_obs, earlier, scratch=True) - nominal) / self._scale
             directions = np.vstack((j, lag))
             proj = directions @ z
             energy = np.einsum("fd,fd->f", directions, directions)
@@ -325,7 +325,7 @@ class SkewMonitor:
             previous = list(self._last_actions)[:-1]
             base = float(np.dot(z, z))
             for i, delay in enumerate(self.delays):
-                delayed = reference.predict(prev_obs, prev_action, previous, delay)
+                delayed = reference.predict(prev_obs, prev_action, previous, delay, scratch=True)
                 z_d = self._whitened(obs - delayed)
                 llr = 0.5 * (base - float(np.dot(z_d, z_d)))
                 self._delay_cusum[i] = max(0.0, self._delay_cusum[i] + llr)
@@ -387,7 +387,7 @@ class SkewMonitor:
 
     def _sensitivity_at(self, step: int) -> np.ndarray:
         before, command, _, _ = self._transition(step)
-        nominal = self.reference.predict(before, command)
+        nominal = self.reference.predict(before, command, scratch=True)
         return self.reference.sensitivities(before, command, nominal) / self._scale
 
     def _whitened(self, residual: np.ndarray) -> np.ndarray:
@@ -400,7 +400,7 @@ class SkewMonitor:
         for step in steps:
             before, command, after, earlier = self._transition(int(step))
             for delay in range(self.max_delay + 1):
-                predicted = self.reference.predict(before, command, earlier, delay)
+                predicted = self.reference.predict(before, command, earlier, delay, scratch=True)
                 ssr[delay] += float(np.sum(self._whitened(after - predicted) ** 2))
         best = int(np.argmin(ssr))
         # Profile interval: delays within the chi-square(1) 95 % bound of the best, with the
@@ -451,17 +451,18 @@ class SkewMonitor:
                 residuals.append(obs[t + 1] - nominal)
                 if self.matched:
                     earlier = actions[t - 1] if t > 0 else actions[t]
-                    lag = self.reference.predict(obs[t], earlier) - nominal
+                    lag = self.reference.predict(obs[t], earlier, scratch=True) - nominal
                     dyn = self.reference.sensitivities(obs[t], actions[t], nominal)
                     sens.append(np.vstack((dyn, lag)))
                     previous = actions[max(0, t - lag_steps) : t]
                     delayed.append([
-                        obs[t + 1] - self.reference.predict(obs[t], actions[t], previous, d)
+                        obs[t + 1]
+                        - self.reference.predict(obs[t], actions[t], previous, d, scratch=True)
                         for d in self.delays
                     ])  # fmt: skip
                 episode_of.append(index)
         r = np.asarray(residuals)
-        floor = np.maximum(1e-3 * self.noise_std, 1e-8)
+        floor = np.maximum(1e-3 * self.noise_std, 1e-6)  # MuJoCo's solver tolerance: 1e-8
         scale = stats.robust_scale(r, floor)
         z = r / scale
         if self._noisy:

@@ -81,6 +81,9 @@ class ReferenceModel:
         self._base = resolved.base
         self.model = resolved.base.model
         self.data = mujoco.MjData(self.model)
+        # Side predictions run on their own data, so that the nominal prediction's solver
+        # warm start always comes from the previous nominal prediction, as the robot's does.
+        self._scratch = mujoco.MjData(self.model)
         self.frame_skip = int(resolved.base.frame_skip)
         self.substep_s = float(self.model.opt.timestep)
         self.control_dt = self.frame_skip * self.substep_s
@@ -159,6 +162,7 @@ class ReferenceModel:
         previous: np.ndarray | None = None,
         delay: int = 0,
         variant: tuple[mujoco.MjModel, mujoco.MjData] | None = None,
+        scratch: bool = False,
     ) -> np.ndarray:
         """The next observation from ``obs`` under ``command``.
 
@@ -169,8 +173,12 @@ class ReferenceModel:
             delay: total latency in physics substeps (observation + action): the
                 command of step ``t - k`` acts on the substeps it reaches.
             variant: a ``(model, data)`` pair to predict on; default the nominal model.
+            scratch: predict on the nominal model's side data (leaves the main one alone).
         """
-        model, data = variant if variant is not None else (self.model, self.data)
+        if variant is not None:
+            model, data = variant
+        else:
+            model, data = self.model, self._scratch if scratch else self.data
         skip = self._skip
         if skip is not None:  # [qpos[skip:], qvel]: write the state straight from obs
             data.qpos[:skip] = 0.0
