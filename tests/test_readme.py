@@ -98,6 +98,20 @@ def test_the_quick_figures_match_their_commands() -> None:
     assert figures.stale(text, quick) == []
 
 
+@pytest.mark.parametrize("figure", figures.FIGURES, ids=lambda f: f.name)
+def test_every_figure_command_parses(figure, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(REPO)
+    for command in re.findall(r"sim2real [^;&|>]+", figure.command):
+        if "$" in command:
+            continue  # a loop variable: its values are checked as they run
+        try:
+            build_parser().parse_args(shlex.split(command)[1:])
+        except SystemExit as exit_:
+            pytest.fail(f"figure {figure.name!r}: `{command}` does not parse (exit {exit_.code})")
+    for script in re.findall(r"python (scripts/\S+\.py)", figure.command):
+        assert (REPO / script).is_file(), f"figure {figure.name!r}: no {script}"
+
+
 # ---- code blocks and commands ----------------------------------------------------------------
 def test_runnable_python_blocks_run(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(REPO)
