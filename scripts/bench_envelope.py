@@ -26,16 +26,16 @@ from pathlib import Path
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from sim2real.engines import Workload, get_engine, plan_lanes, run_workload  # noqa: E402
-from sim2real.evaluation.policy import resolve_policies  # noqa: E402
-from sim2real.evaluation.store import EpisodeStore  # noqa: E402
-from sim2real.remedies.envelope import compare_envelopes, envelope  # noqa: E402
-from sim2real.remedies.envelope_axes import check_axes, with_value  # noqa: E402
-from sim2real.remedies.envelope_stats import Status, classify  # noqa: E402
-from sim2real.spec import SkewSpec  # noqa: E402
+from sim2real.engines import Workload, get_engine, plan_lanes, run_workload
+from sim2real.evaluation.policy import resolve_policies
+from sim2real.evaluation.store import EpisodeStore
+from sim2real.remedies.envelope import compare_envelopes, envelope
+from sim2real.remedies.envelope_axes import check_axes, with_value
+from sim2real.remedies.envelope_stats import Status, classify
+from sim2real.spec import SkewSpec
 
 CASES = {
     "InvertedPendulum": {
@@ -119,12 +119,15 @@ def compare_to_dense(env_map, dense: dict) -> dict:
         grid[p] is Status.OUTSIDE and dense["status"][p] is Status.INSIDE for p in decided
     )
     counts = {s.value: sum(v is s for v in dense["status"].values()) for s in Status}
+    dense_inside = [p for p in decided if dense["status"][p] is Status.INSIDE]
+    inside_found = sum(grid[p] is Status.INSIDE for p in dense_inside)
     return {
         "dense_cells": len(dense["status"]),
         "dense_decided": len(decided),
         "dense_counts": counts,
         "agreement": agree / len(decided) if decided else float("nan"),
         "inside_where_dense_outside": wrong_inside,
+        "dense_inside_called_inside": f"{inside_found}/{len(dense_inside)}",
         "outside_where_dense_inside": wrong_outside,
         "adaptive_episodes": env_map.summary["map_episodes"],
         "dense_episodes": dense["episodes"],

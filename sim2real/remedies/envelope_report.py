@@ -4,7 +4,8 @@ that the map does not hold.
 - one axis: the success probability of each region with its one-sided bounds, against
   ``success`` (``envelope.png``);
 - two or three axes: a heatmap per pair of axes with the three statuses and the boundary
-  of the inside region (``envelope_<a>_<b>.png``); with three axes, a pair's heatmap shows
+  of the inside region (``envelope_<a>_<b>.png``, the fields' names without their section
+  unless two share a name); with three axes, a pair's heatmap shows
   a point as inside only if it is inside at every value of the third axis, outside only if
   outside at every value.
 """
@@ -83,10 +84,12 @@ def plot(env_map: EnvelopeMap, out: Path) -> list[Path]:
         path = out / "envelope.png"
         _curve(env_map, path)
         return [path]
+    short = [axis.field.split(".")[1] for axis in env_map.axes]
+    if len(set(short)) < len(short):  # e.g. sensing.noise_std and actuation.noise_std
+        short = [axis.field.replace(".", "_") for axis in env_map.axes]
     paths = []
     for a, b in itertools.combinations(range(len(env_map.axes)), 2):
-        names = [env_map.axes[i].field.split(".")[1] for i in (a, b)]
-        path = out / f"envelope_{names[0]}_{names[1]}.png"
+        path = out / f"envelope_{short[a]}_{short[b]}.png"
         _heatmap(env_map, a, b, path)
         paths.append(path)
     return paths
