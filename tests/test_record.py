@@ -75,7 +75,7 @@ def test_bad_logs_are_refused_in_one_line(episodes, message) -> None:
 
 
 def test_bad_folder_is_refused(tmp_path) -> None:
-    with pytest.raises(ValueError, match="no metadata.json"):
+    with pytest.raises(ValueError, match=r"no metadata\.json"):
         load_logs(tmp_path, "Hopper")
 
 
