@@ -192,6 +192,15 @@ def existing_file(text: str) -> Path:
     return path
 
 
+def existing_folder(text: str) -> Path:
+    """An argparse type: a path to an existing folder."""
+    path = Path(text)
+    if not path.is_dir():
+        what = "is a file" if path.is_file() else "does not exist"
+        raise argparse.ArgumentTypeError(f"{text!r} {what}; give a folder")
+    return path
+
+
 def probability(text: str) -> float:
     """An argparse type: a number strictly between 0 and 1."""
     try:

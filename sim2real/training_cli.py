@@ -17,6 +17,7 @@ from sim2real.cli_options import (
     add_overwrite,
     add_resume,
     existing_file,
+    existing_folder,
     positive_int,
 )
 from sim2real.tasks import tasks
@@ -59,8 +60,12 @@ def add_robustify_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="the critic also sees the true state and the episode's skews (default: config)",
     )
-    parser.add_argument("--adr", type=Path, help="ADR config YAML, e.g. configs/adr/hopper.yaml")
-    parser.add_argument("--init-from", type=Path, help="a trained policy folder to warm start from")
+    parser.add_argument(
+        "--adr", type=existing_file, help="ADR config YAML, e.g. configs/adr/hopper.yaml"
+    )
+    parser.add_argument(
+        "--init-from", type=existing_folder, help="a trained policy folder to warm start from"
+    )
 
 
 def latest_checkpoint(out: Path) -> Path | None:

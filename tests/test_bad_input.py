@@ -281,6 +281,12 @@ CLI_CASES: list[tuple[str, list[str], tuple[str, ...]]] = [
         ["train", "--task", "Hopper", "--config", "{tmp}/c.yaml"],
         ("--config", "c.yaml"),
     ),
+    ("train missing ADR config", ["train", "--task", "Hopper", "--adr", "a.yaml"], ("--adr",)),
+    (
+        "train warm start from nothing",
+        ["train", "--task", "Hopper", "--init-from", "no/run"],
+        ("--init-from", "no/run"),
+    ),
     (
         "train missing randomization",
         ["train", "--task", "Hopper", "--randomization", "dr.yaml"],
