@@ -183,6 +183,23 @@ def test_refinement_finds_a_diagonal_boundary_with_few_episodes():
     assert used <= 0.2 * 256 * 30
 
 
+def test_refinement_in_three_dimensions_covers_the_lattice_and_finds_a_plane():
+    def ok(point, seed):
+        return point[0] + point[2] < 7
+
+    refinement, used = _oracle_run(ok, (8, 8, 8), coarse=2)
+    assert sum(cell.size for cell in refinement.leaves) == 8**3
+    right = 0
+    for cell in refinement.leaves:
+        status = refinement.status(cell)
+        truths = [ok(point, 0) for point in cell.points()]
+        if status is Status.INSIDE:
+            assert all(truths)  # never inside where any point fails
+        right += sum(t == (status is Status.INSIDE) for t in truths)
+    assert right >= 0.95 * 8**3
+    assert used <= 0.3 * 8**3 * 30
+
+
 def test_known_boundary_recovered_within_one_cell():
     env_map = _map({"actuation.deadband": (0.0, 0.37)}, resolution=16)
     axis = env_map.axes[0]
