@@ -144,43 +144,47 @@ def cost(task: str, steps: int = 3000) -> dict:
     return out
 
 
+def _right(episodes: list[dict], key: str, field: str) -> list[dict]:
+    return [e for e in episodes if e.get(key) and e[key]["suspect"] == field]
+
+
+def _size(episodes: list[dict], key: str, field: str, truth: float) -> str:
+    """Latency: how often the total delay is exact; dynamics: the median error of the size
+    as a share of the skew itself (|estimate - truth| / |truth - 1|)."""
+    right = _right(episodes, key, field)
+    if field == "timing.total_latency_s":
+        exact = sum(1 for e in right if abs(e[key]["estimate"] - truth) < 1e-9)
+        return f"exact {exact}/{len(episodes)}"
+    errs = [abs(e[key]["estimate"] - truth) / abs(truth - 1) for e in right]
+    return f"{np.median(errs):.2f}" if errs else "-"
+
+
 def table(results: list[dict]) -> str:
     rows = [
-        "| task | noise | skew | detected | median delay (steps) | right field at alarm "
-        "| right field at end | size error at end (median, x |truth-1|) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| task | noise | skew | detected | median delay (steps) | median episode length "
+        "| right field at alarm / +25 steps / end | size at +25 steps | size at end |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for res in results:
         fa = res["false_alarms"]
         rate = 1e4 * fa["alarms"] / max(fa["steps"], 1)
         rows.append(
-            f"| {res['task']} | {res['noise']:g} | **sim (false alarms)** | "
-            f"{fa['alarms']} in {fa['steps']} steps = {rate:.2f} per 1e4 | | | | |"
+            f"| {res['task']} | {res['noise']:g} | **sim: false alarms** | "
+            f"{fa['alarms']} in {fa['steps']} steps = {rate:.2f} per 1e4 | | | | | |"
         )
         for name, entry in res["skews"].items():
             eps = entry["episodes"]
             found = [e for e in eps if e["alarm"] is not None]
             delay = np.median([e["alarm"] for e in found]) if found else float("nan")
+            length = np.median([e["steps"] for e in eps])
             field, truth = entry["field"], entry["truth"]
-            right_alarm = sum(
-                1 for e in found if e["at_alarm"] and e["at_alarm"]["suspect"] == field
+            named = " / ".join(
+                str(len(_right(found, key, field))) for key in ("at_alarm", "after_25", "at_end")
             )
-            right_end = [e for e in found if e["at_end"]["suspect"] == field]
-            if field == "timing.total_latency_s":
-                exact = sum(
-                    1 for e in right_end
-                    if e["at_end"]["estimate"] is not None
-                    and abs(e["at_end"]["estimate"] - truth) < 1e-9
-                )  # fmt: skip
-                size = f"total delay exact in {exact}/{len(found)}"
-            else:
-                errs = [
-                    abs(e["at_end"]["estimate"] - truth) / abs(truth - 1) for e in right_end
-                ]
-                size = f"{np.median(errs):.2f}" if errs else "-"
             rows.append(
-                f"| | | {name} | {len(found)}/{len(eps)} | {delay:.0f} | "
-                f"{right_alarm}/{len(found)} | {len(right_end)}/{len(found)} | {size} |"
+                f"| | | {name} | {len(found)}/{len(eps)} | {delay:.0f} | {length:.0f} | "
+                f"{named} of {len(found)} | {_size(found, 'after_25', field, truth)} | "
+                f"{_size(found, 'at_end', field, truth)} |"
             )
     return "\n".join(rows)
 

@@ -5,14 +5,17 @@ set to the state the previous observation implies, the command is applied, and
 the prediction is compared with the observation that arrives (DESIGN.md
 section 7). Steps whose state the observation does not determine (a velocity on
 its clip) are skipped. The residuals, whitened by their per-dimension scale on
-the sim variant, feed two kinds of sequential test:
+the sim variant, feed three kinds of sequential test:
 
 * an omnibus CUSUM over the (capped) mean squared whitened residual, which
-  catches anything that makes residuals large (latency above all);
-* for each dynamics field, a matched filter: the exponentially weighted,
-  self-normalized sum of the residuals projected on that field's
-  finite-difference sensitivity, over a short and a long window (a small skew
-  accumulates there, while noise averages out).
+  catches anything that makes residuals large;
+* for each dynamics field (and for a one-step command lag), a matched filter:
+  the exponentially weighted sum of the residuals projected on that field's
+  finite-difference sensitivity, normalized by its sim variance, over a short
+  and a long window (a small skew accumulates there, while noise averages out);
+* for a few total delays (half, one, two and three control steps), Page's
+  CUSUM of the log-likelihood ratio of "delayed by d substeps" against "no
+  delay".
 
 Every test's threshold is calibrated on sim streams under the stated sensor
 noise so that all together raise at most ``false_alarm_rate`` alarms per
