@@ -493,6 +493,7 @@ class _Setup:
     resolution: int
     max_episode_steps: int | None
     n_envs: int
+    reference_return: float | None = None
 
 
 def envelope(
@@ -514,6 +515,7 @@ def envelope(
     max_episode_steps: int | None = None,
     n_envs: int = 32,
     progress: bool | None = None,
+    reference_return: float | None = None,
 ) -> EnvelopeMap:
     """Map where ``policy`` keeps ``threshold`` of its sim return on ``task``, certified.
 
@@ -541,6 +543,9 @@ def envelope(
         max_episode_steps: shorter episodes than the task's own time limit.
         n_envs: sub-envs stepped side by side.
         progress: show progress (default: a bar on a terminal, lines in a log).
+        reference_return: the return ``threshold`` applies to, instead of this policy's
+            own mean sim return (still measured and reported): e.g. the sim-trained
+            policy's sim return, to hold several policies to one bar.
 
     Raises:
         ValueError: (including :class:`~sim2real.spec.SkewSpecError`) for bad input, in one
@@ -558,6 +563,10 @@ def envelope(
     _check_counts(budget=budget, n_envs=n_envs, coarse=coarse)
     if max_episode_steps is not None:
         _check_counts(max_episode_steps=max_episode_steps)
+    if reference_return is not None and not (
+        isinstance(reference_return, (int, float)) and np.isfinite(reference_return)
+    ):
+        raise ValueError(f"reference_return must be a finite number, got {reference_return!r}")
     engine = check_engine(engine)
     builtin = _builtin_task(task)
     seed_list = _seed_list(seeds)
@@ -594,6 +603,7 @@ def envelope(
         int(resolution),
         max_episode_steps,
         int(n_envs),
+        None if reference_return is None else float(reference_return),
     )
     header = json.loads(
         json.dumps(
@@ -663,7 +673,8 @@ class _Mapper:
         mean = float(np.nanmean(returns)) if np.isfinite(returns).any() else float("nan")
         if not np.isfinite(mean):
             raise RuntimeError("every sim episode diverged: the policy has no sim return to keep")
-        bar_return = mean - (1 - setup.threshold) * abs(mean)
+        reference = mean if setup.reference_return is None else setup.reference_return
+        bar_return = reference - (1 - setup.threshold) * abs(reference)
         refinement = Refinement(
             [a.size for a in setup.axes],
             setup.seeds,
@@ -797,8 +808,10 @@ class _Mapper:
                 "resolution": setup.resolution,
                 "coarse": setup.coarse,
                 "max_episode_steps": setup.max_episode_steps,
-                "success_rule": "return >= mean_sim - (1 - threshold) * |mean_sim|; "
+                "success_rule": "return >= reference - (1 - threshold) * |reference|, the "
+                "reference being the mean sim return unless reference_return is given; "
                 "a diverged episode fails",
+                "reference_return": setup.reference_return,
                 "region_probability": "success probability of an episode at a lattice point "
                 "and seed drawn uniformly from the region's",
                 "bounds": "one-sided Clopper-Pearson, each at confidence",
@@ -864,9 +877,9 @@ class EnvelopeComparison:
         lines = [
             f"# Operating envelopes on {first.task}: {axes}",
             "",
-            "Each policy's episodes succeed at its own threshold share of its own mean sim "
-            "return: compare the sim returns too (a policy that earns little in sim keeps "
-            "little easily).",
+            "Each policy's episodes succeed at the success return shown: a threshold share of "
+            "its own mean sim return, or of a common reference return. Compare the sim "
+            "returns too: a policy that earns little in sim keeps little easily.",
             "",
             "| policy | mean sim return | success return | inside | outside | uncertain | "
             "episodes |",
@@ -896,12 +909,15 @@ def compare_envelopes(
     axes: Mapping[str, Sequence[Any]],
     *,
     out: str | Path | None = None,
+    common_reference: bool = False,
     **options: Any,
 ) -> EnvelopeComparison:
     """Map each policy with :func:`envelope` on the same axes and settings (``options``) and
     compare their areas inside. ``policies``: ``{name: policy}``, or a sequence (named
     ``policy0``, ``policy1``, ...). With ``out``, each map goes to ``out/<name>/`` and the
-    comparison to ``out/comparison.json`` and ``comparison.md``."""
+    comparison to ``out/comparison.json`` and ``comparison.md``. With ``common_reference``
+    every policy is held to the first one's mean sim return (``reference_return``), not to
+    its own: a policy that earns little in sim then cannot look robust by keeping little."""
     named = (
         dict(policies)
         if isinstance(policies, Mapping)
@@ -913,6 +929,8 @@ def compare_envelopes(
     for name, policy in named.items():
         where = None if out is None else Path(out) / name.replace("/", "_")
         maps[name] = envelope(policy, task, axes, out=where, **options)
+        if common_reference and "reference_return" not in options:
+            options["reference_return"] = maps[name].sim["mean_return"]
     comparison = EnvelopeComparison(maps)
     if out is not None:
         comparison.save(out)

@@ -74,7 +74,14 @@ def _run(args: argparse.Namespace) -> int:
         else:
             from sim2real.remedies.envelope import compare_envelopes
 
-            comparison = compare_envelopes(policies, args.task, axes, out=args.out, **options)
+            comparison = compare_envelopes(
+                policies,
+                args.task,
+                axes,
+                out=args.out,
+                common_reference=args.common_reference,
+                **options,
+            )
             print(comparison.to_markdown())
     except KeyboardInterrupt:
         print(
@@ -178,6 +185,11 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
         type=cli_options.positive_int,
         default=None,
         help="shorter episodes, for a quick look",
+    )
+    parser.add_argument(
+        "--common-reference",
+        action="store_true",
+        help="with several policies: hold all to the first one's mean sim return",
     )
     cli_options.add_engine(parser)
     cli_options.add_out(

@@ -33,8 +33,8 @@ def to_markdown(env_map: EnvelopeMap) -> str:
         f"# Operating envelope: {env_map.policy['label']} on {env_map.task}",
         "",
         f"An episode succeeds when its return is at least {sim['success_return']:.1f} "
-        f"({s['threshold']:g} of the mean sim return {sim['mean_return']:.1f}, measured on "
-        f"{sim['episodes']} seeds). A region is **inside** when its success probability is "
+        f"({s['threshold']:g} of {_reference(env_map)}). "
+        "A region is **inside** when its success probability is "
         f"at least {s['success']:g} with {s['confidence']:.0%} confidence (one-sided "
         "Clopper-Pearson lower bound), **outside** when the upper bound is below it, "
         "**uncertain** otherwise.",
@@ -73,6 +73,14 @@ def to_markdown(env_map: EnvelopeMap) -> str:
             f"{result.lower:.3f} | {result.upper:.3f} | {result.status.value} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _reference(env_map: EnvelopeMap) -> str:
+    sim, given = env_map.sim, env_map.settings.get("reference_return")
+    own = f"the mean sim return {sim['mean_return']:.1f}, measured on {sim['episodes']} seeds"
+    if given is None:
+        return own
+    return f"the reference return {given:.1f}; this policy's own is {own}"
 
 
 def plot(env_map: EnvelopeMap, out: Path) -> list[Path]:
