@@ -321,3 +321,10 @@ def test_command_line_maps_a_shipped_policy(tmp_path, capsys):
     assert saved.axes[0].values == pytest.approx((0.75, 1.25))
     assert saved.sim["episodes"] == 30 and (out / "report.md").is_file()
     assert "Operating envelope" in capsys.readouterr().out
+
+
+def test_a_common_reference_return_sets_the_bar():
+    env_map = _map({"actuation.deadband": (0.0, 0.2)}, reference_return=10 * STEPS)
+    assert env_map.sim["mean_return"] == STEPS  # measured and reported all the same
+    assert env_map.sim["success_return"] == pytest.approx(0.8 * 10 * STEPS)
+    assert {c.status for c in env_map.cells} == {Status.OUTSIDE}  # no episode reaches it
