@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 import sim2real
+from sim2real.cli_options import progress_bar
 from sim2real.engines import Engine, Episode, Workload, check_engine, make_env, plan_lanes
 from sim2real.engines import run_workload as run_on_engine
 from sim2real.evaluation.analysis import AttributionPlan, Settings, return_table, summarize_group
@@ -338,7 +338,7 @@ def _run_pending(
     )
     # This process's copies, for the local engine (the others build their own).
     built = {i: sources[i].build(n_envs) for i in first.values()} if engine == "local" else None
-    bar = tqdm(
+    bar = progress_bar(
         total=len(wanted),
         initial=len(wanted) - len(jobs),
         desc=f"evaluate {setup.task}",
