@@ -18,6 +18,9 @@ __version__ = "0.1.0"
 # Heavier pieces load on first use, so that `import sim2real` stays quick: name -> module.
 _LAZY = {
     "DomainRandomization": "sim2real.randomization",
+    "RandomizationSource": "sim2real.randomization",
+    "Point": "sim2real.point",
+    "FixedSource": "sim2real.point",
     "evaluate_gap": "sim2real.evaluation",
     "make_vec": "sim2real.engines.vec",
     "record": "sim2real.remedies.record",

@@ -19,7 +19,6 @@ def test_section_attribution_is_exact_and_efficient():
         real="harsh",
         attribution=True,
         attribute_by="section",
-        workers=1,
         progress=False,
     )
     group = next(iter(report.groups.values()))
