@@ -47,7 +47,9 @@ CASES = {
         "axes": {"timing.obs_latency_s": (0.0, 0.05), "dynamics.friction_scale": (0.4, 1.4)},
     },
 }
-DR_HOPPER = "policies/Hopper/dr/seed0"
+# The robustified policy (ADR, a history of 4 commands, asymmetric critic) and the first
+# randomization-trained one.
+DR_HOPPER = {"dr": "policies/Hopper/dr/seed0", "dr_plain": "policies/Hopper/dr_plain/seed0"}
 THRESHOLD, SUCCESS, CONFIDENCE = 0.8, 0.9, 0.95
 DENSE_SEEDS = list(range(100, 130))
 ADAPTIVE_SEEDS = list(range(100, 164))
@@ -242,7 +244,7 @@ def main() -> int:
         case = CASES["Hopper"]
         budget = int(BUDGET_SHARE * RESOLUTION * RESOLUTION * len(DENSE_SEEDS))
         comparison = compare_envelopes(
-            {"sim": case["policy"], "dr": DR_HOPPER},
+            {"sim": case["policy"], **DR_HOPPER},
             "Hopper",
             case["axes"],
             threshold=THRESHOLD,
@@ -259,7 +261,7 @@ def main() -> int:
         save()
         print(comparison.to_markdown(), flush=True)
         common = compare_envelopes(
-            {"sim": case["policy"], "dr": DR_HOPPER},
+            {"sim": case["policy"], **DR_HOPPER},
             "Hopper",
             case["axes"],
             threshold=THRESHOLD,

@@ -30,7 +30,7 @@ MAGNITUDE = 1.5  # the scripted controller's force, N; the action range is [-3, 
 # every command is silenced, and the pole falls, exactly when deadband > 1.5 / 6.
 KNOWN_DEADBAND = MAGNITUDE / 6
 SEEDS = range(32)
-STEPS = 50
+STEPS = 100  # an uncontrolled pole falls within 60 steps: below 0.8 x 100
 
 
 class BangBang:
