@@ -395,48 +395,60 @@ class _Fitter:
         return costs
 
     def search_total(self) -> tuple[int, dict[str, float], dict[int, float]]:
+        """The total delay: a scan from the logged starts, the scales fitted at its best
+        (held starts), repeated until it settles; then the neighbouring totals are fitted
+        too and the best fit wins (a scan at wrong scales can be one substep off)."""
         scales = {f: 1.0 for f in self.free}
         if not (self.fit_obs or self.fit_action):
-            scales = self.fit_subset(0, self.fit_subset(0, scales), free_starts=True)
+            scales = self.fit_subset(0, self.fit_subset(0, scales)[0], free_starts=True)[0]
             return 0, scales, {0: 0.0}
-        seen: list[int] = []
+        fitted: dict[int, tuple[float, dict[str, float]]] = {}
         for _ in range(4):
             costs = self.scan_total(scales)
             total = min(costs, key=costs.get)
             self.say(f"  delay scan: best total {total} substeps")
-            if total in seen:
+            if total in fitted:
                 break
-            seen.append(total)
-            scales = self.fit_subset(total, scales)
-        scales = self.fit_subset(total, scales, free_starts=True)
+            scales, cost = self.fit_subset(total, scales)
+            fitted[total] = (cost, scales)
+        for _ in range(self.max_total + 1):
+            for near in (total - 1, total + 1):
+                if 0 <= near <= self.max_total and near not in fitted:
+                    near_scales, cost = self.fit_subset(near, fitted[total][1])
+                    fitted[near] = (cost, near_scales)
+            best = min(fitted, key=lambda d: fitted[d][0])
+            if best == total:
+                break
+            total = best
+        scales = self.fit_subset(total, fitted[total][1], free_starts=True)[0]
         return total, scales, costs
 
     def fit_subset(
         self, total: int, scales: dict[str, float], free_starts: bool = False
-    ) -> dict[str, float]:
-        """Scales fitted on the search subset at ``total``; with free start states the
-        residuals also set the weights."""
-        if not self.free:
-            return scales
+    ) -> tuple[dict[str, float], float]:
+        """Scales and cost fitted on the search subset at ``total``; with free start states
+        the residuals also set the weights."""
         windows = self.windows(self.split(total))
         sub = windows.subset(self.search_subset(windows))
+        if not self.free:
+            return scales, self.problem(sub, [], scales).cost_at({})
         if not free_starts:
             problem = self.problem(sub, self.free, {})
             fit = problem.solve(scales, max_iterations=self.cfg.max_iterations, free_starts=False)
             self.evals += problem.nevals
-            return fit.scales
+            return fit.scales, fit.cost
         fit, kept, _ = self.robust_fit(sub, scales)
         self.set_weights(fit.residuals / self.weights, kept)
-        return fit.scales
+        return fit.scales, fit.cost
 
     def robust_fit(
-        self, windows: Windows, scales: dict[str, float]
+        self, windows: Windows, scales: dict[str, float], held_first: bool = True
     ) -> tuple[Fit, Windows, ShootingProblem]:
-        """Held starts (a cheap first pass), then free starts; windows whose fit stays far
-        worse than the others' (a contact event the local search did not resolve) are
-        dropped and the rest refitted."""
+        """Held starts (a cheap first pass, from far away), then free starts; windows whose
+        fit stays far worse than the others' (a contact event the local search did not
+        resolve) are dropped and the rest refitted."""
         cfg = self.cfg
-        if self.free:
+        if self.free and held_first:
             problem = self.problem(windows, self.free, {})
             scales = problem.solve(
                 scales, max_iterations=cfg.max_iterations, free_starts=False
@@ -486,7 +498,7 @@ class _Fitter:
         every = self.windows(delay)
         self.say(f"  final fit: {len(every)} windows, {len(self.free)} scales")
         self.dropped = 0
-        fit, windows, problem = self.robust_fit(every, scales)
+        fit, windows, problem = self.robust_fit(every, scales, held_first=False)
         if self.free:  # the Jacobian at the solution itself, for the intervals
             theta = np.array([fit.scales[f] for f in self.free])
             flat = fit.residuals.reshape(len(windows), -1)
@@ -560,7 +572,7 @@ def inliers(fit: Fit, windows: Windows, factor: float) -> np.ndarray:
     """Windows whose mean squared weighted residual is within ``factor`` x the median's."""
     dof = np.maximum(windows.mask.sum(axis=(1, 2)) - windows.targets.shape[2], 1)
     per = np.sum(fit.residuals**2, axis=(1, 2)) / dof
-    return per <= factor * np.median(per) + 1e-12
+    return per <= factor * np.median(per) + 1e-6
 
 
 def noise_levels(error: np.ndarray, windows: Windows) -> np.ndarray:
