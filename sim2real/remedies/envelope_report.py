@@ -83,6 +83,11 @@ def _reference(env_map: EnvelopeMap) -> str:
     return f"the reference return {given:.1f}; this policy's own is {own}"
 
 
+def _bar_name(env_map: EnvelopeMap) -> str:
+    given = env_map.settings.get("reference_return")
+    return "sim" if given is None else f"{given:.0f}"
+
+
 def plot(env_map: EnvelopeMap, out: Path) -> list[Path]:
     """Write the plots of ``env_map`` into ``out``; the paths written."""
     import matplotlib
@@ -156,7 +161,7 @@ def _heatmap(env_map: EnvelopeMap, a: int, b: int, path: Path) -> None:
     note = " (worst over the third axis)" if len(env_map.axes) == 3 else ""
     ax.set_title(
         f"{env_map.policy['label']} on {env_map.task}: inside {env_map.area_inside:.0%}{note}\n"
-        f"return >= {s['threshold']:g} x sim with p >= {s['success']:g} at "
+        f"return >= {s['threshold']:g} x {_bar_name(env_map)} with p >= {s['success']:g} at "
         f"{s['confidence']:.0%}",
         fontsize=9,
     )
