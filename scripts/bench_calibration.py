@@ -107,6 +107,8 @@ def bench_task(task: str, args: argparse.Namespace) -> dict:
     substep = float(sim2real.make(task).unwrapped.model.opt.timestep)
     rows = []
     for index, spec in enumerate(hidden_settings(task, args.settings, args.seed, args.noise)):
+        if args.indices and index not in args.indices:
+            continue
         logs = log_robot(task, spec, args.episodes, args.steps, seed=1000 * index)
         cpu = time.process_time()
         cal = calibrate(task, logs, threads=args.threads)
@@ -196,6 +198,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", nargs="*", default=["Hopper", "Walker2d", "HalfCheetah"])
     parser.add_argument("--settings", type=int, default=10)
+    parser.add_argument("--indices", type=int, nargs="*", default=[], help="run only these")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument("--steps", type=int, default=300)
