@@ -26,6 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--obs-latency", type=float, required=True, help="seconds")
     parser.add_argument("--action-latency", type=float, required=True, help="seconds")
     parser.add_argument("--note", default="the default robot's latency, as calibration measures it")
+    parser.add_argument(
+        "--manifest", action="store_true", help="measure its sim return and list it in the manifest"
+    )
     args = parser.parse_args(argv)
     if not (args.source / "model.zip").is_file():
         print(f"error: source {args.source} holds no model.zip", file=sys.stderr)
@@ -43,7 +46,46 @@ def main(argv: list[str] | None = None) -> int:
     meta["compensated_from"] = str(args.source)
     (args.dest / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
     print(f"{args.dest}: {args.source} with latency compensation")
+    if args.manifest:
+        _list(args, meta, argv)
     return 0
+
+
+def _list(args: argparse.Namespace, meta: dict, argv: list[str] | None) -> None:
+    """The copy's manifest entry, its sim return measured as train_policy.py measures it."""
+    import shlex
+
+    import numpy as np
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from train_policy import EVAL_SEEDS, POLICIES, _method, _upsert_manifest
+
+    from sim2real.training import evaluate_sim_return
+
+    returns = evaluate_sim_return(args.dest, EVAL_SEEDS)
+    compensation = meta["latency_compensation"]
+    _upsert_manifest(
+        {
+            "task": meta["task"],
+            "variant": args.dest.parent.name,
+            "seed": meta["seed"],
+            "algo": meta["algo"],
+            "path": args.dest.resolve().relative_to(POLICIES.resolve()).as_posix(),
+            "command": shlex.join(
+                ["python", "scripts/compensate_policy.py", *(argv or sys.argv[1:])]
+            ),
+            "git_commit": meta["git_commit"],
+            "timesteps": meta["timesteps"],
+            "method": f"{_method(meta)}; latency compensation {compensation['obs_latency_s']} s + "
+            f"{compensation['action_latency_s']} s",
+            "sim_return": {
+                "mean": round(float(np.mean(returns)), 1),
+                "std": round(float(np.std(returns)), 1),
+                "episodes": len(returns),
+                "seeds": f"{EVAL_SEEDS.start}..{EVAL_SEEDS.stop - 1}",
+            },
+        }
+    )
 
 
 if __name__ == "__main__":
