@@ -328,3 +328,21 @@ def test_a_common_reference_return_sets_the_bar():
     assert env_map.sim["mean_return"] == STEPS  # measured and reported all the same
     assert env_map.sim["success_return"] == pytest.approx(0.8 * 10 * STEPS)
     assert {c.status for c in env_map.cells} == {Status.OUTSIDE}  # no episode reaches it
+
+
+def test_shipped_config_gives_the_settings_and_the_command_line_overrides_it():
+    from sim2real.cli import build_parser
+    from sim2real.remedies.envelope_cli import settings
+
+    config = "configs/envelope/hopper_latency_friction.yaml"
+    args = build_parser().parse_args(
+        ["envelope", "--policy", "p", "--config", config, "--budget", "99"]
+    )
+    given = settings(args)
+    assert given["task"] == "Hopper" and given["base"] is None and given["budget"] == 99
+    assert given["seeds"] == list(range(100, 164)) and given["threshold"] == 0.8
+    check_axes(given["axes"], SkewSpec(), substep_s=0.002)
+    args = build_parser().parse_args(
+        ["envelope", "--policy", "p", "--config", config, "--axis", "actuation.deadband=0:0.1"]
+    )
+    assert list(settings(args)["axes"]) == ["actuation.deadband"]

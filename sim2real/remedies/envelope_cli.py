@@ -24,59 +24,102 @@ bound is below it, uncertain otherwise. Axes: FIELD=LOW:HIGH or FIELD=LOW:HIGH:l
 to three. Several policies are mapped on the same axes into OUT/<name>/ and compared
 by the area inside (OUT/comparison.md). Writes OUT/episodes.jsonl as episodes end
 (--resume continues), then envelope.json (schema sim2real.envelope/1), report.md and
-one heatmap per pair of axes (a curve for one axis)."""
+one heatmap per pair of axes (a curve for one axis). --config FILE holds the map's
+settings (task, axes, threshold, success, confidence, base, budget, seeds, resolution,
+coarse, max_episode_steps; e.g. configs/envelope/hopper_latency_friction.yaml); options
+given on the command line override it."""
 
 
 def _base(text: str) -> str | None:
     return None if text.lower() in ("none", "nominal") else text
 
 
+# The settings a config file may hold, with the defaults used when neither it nor the
+# command line gives them.
+DEFAULTS = {
+    "task": None,
+    "axes": None,
+    "threshold": 0.8,
+    "success": 0.9,
+    "confidence": 0.95,
+    "base": "default",
+    "budget": 2000,
+    "seeds": "100-163",
+    "resolution": 16,
+    "coarse": 4,
+    "max_episode_steps": None,
+}
+
+
+def settings(args: argparse.Namespace) -> dict:
+    """The map's settings: the command line over the ``--config`` file over
+    :data:`DEFAULTS`; a missing task or axis, or an unknown config key, in one line."""
+    from sim2real.remedies.envelope_axes import parse_axis
+    from sim2real.spec import load_yaml
+
+    merged = dict(DEFAULTS)
+    if args.config is not None:
+        config = load_yaml(args.config, what="envelope config") or {}
+        if not isinstance(config, dict):
+            raise ValueError(f"envelope config {args.config}: expected a mapping")
+        unknown = sorted(set(config) - set(DEFAULTS))
+        if unknown:
+            raise ValueError(
+                f"envelope config {args.config}: unknown key {unknown[0]!r}; "
+                f"allowed: {', '.join(DEFAULTS)}"
+            )
+        merged.update(config)
+    for key in DEFAULTS:
+        value = getattr(args, "axis" if key == "axes" else key, None)
+        if value is not None:
+            merged[key] = value
+    if isinstance(merged["axes"], list):  # --axis texts
+        texts = merged["axes"]
+        merged["axes"] = dict(parse_axis(text) for text in texts)
+        if len(merged["axes"]) != len(texts):
+            raise ValueError("--axis: each field may appear once")
+    if merged["task"] is None or not merged["axes"]:
+        missing = "--task" if merged["task"] is None else "--axis"
+        raise ValueError(f"{missing} is required (on the command line or in --config)")
+    if isinstance(merged["seeds"], str):
+        merged["seeds"] = cli_options.parse_seeds(merged["seeds"])
+    if merged["base"] is not None:
+        merged["base"] = _base(str(merged["base"]))
+    return merged
+
+
 def _run(args: argparse.Namespace) -> int:
-    from sim2real.remedies.envelope_axes import check_axes, parse_axis
+    from sim2real.remedies.envelope_axes import check_axes
     from sim2real.spec import SkewSpec
     from sim2real.tasks import get_task
 
-    axes = dict(parse_axis(text) for text in args.axis)
-    if len(axes) != len(args.axis):
-        raise ValueError("--axis: each field may appear once")
-    base = _base(args.base)
+    given = settings(args)
+    task, axes, base = given["task"], given["axes"], given["base"]
     if base is None or Path(base).suffix:
         base_spec = SkewSpec.load(base)
-    elif "/" not in args.task and "-v" not in args.task:
-        base_spec = get_task(args.task).preset(base)
+    elif "/" not in task and "-v" not in task:
+        base_spec = get_task(task).preset(base)
     else:
         base_spec = None  # a Gymnasium id has no presets: envelope() says so
     if base_spec is not None:
-        check_axes(axes, base_spec, resolution=args.resolution)  # before anything heavy
+        check_axes(axes, base_spec, resolution=given["resolution"])  # before anything heavy
     policies = cli_options_policies(args.policy)
-    options = dict(
-        threshold=args.threshold,
-        success=args.success,
-        confidence=args.confidence,
-        base=base,
-        budget=args.budget,
-        seeds=args.seeds,
-        engine=args.engine,
-        resume=args.resume,
-        resolution=args.resolution,
-        coarse=args.coarse,
-        max_episode_steps=args.max_episode_steps,
-        progress=cli_options.progress_enabled(args),
+    options = {key: given[key] for key in DEFAULTS if key not in ("task", "axes")}
+    options.update(
+        engine=args.engine, resume=args.resume, progress=cli_options.progress_enabled(args)
     )
     try:
         if len(policies) == 1:
             from sim2real.remedies.envelope import envelope
 
-            env_map = envelope(
-                next(iter(policies.values())), args.task, axes, out=args.out, **options
-            )
-            print(env_map.to_markdown())
+            policy = next(iter(policies.values()))
+            print(envelope(policy, task, axes, out=args.out, **options).to_markdown())
         else:
             from sim2real.remedies.envelope import compare_envelopes
 
             comparison = compare_envelopes(
                 policies,
-                args.task,
+                task,
                 axes,
                 out=args.out,
                 common_reference=args.common_reference,
@@ -121,72 +164,80 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
         epilog=EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
+    add = parser.add_argument
+    add(
         "--policy",
         nargs="+",
         required=True,
         metavar="[NAME=]PATH",
         help="training output folders or .zip files; several are compared on the same axes",
     )
-    parser.add_argument("--task", required=True, help="a built-in task (see `sim2real list`)")
-    parser.add_argument(
+    add(
+        "--config",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="a YAML file of the settings below (the command line overrides it)",
+    )
+    add("--task", default=None, help="a built-in task (see `sim2real list`)")
+    add(
         "--axis",
         action="append",
-        required=True,
+        default=None,
         metavar="FIELD=LOW:HIGH[:log]",
         help="a skew field and its range; repeat for 2 or 3 axes",
     )
-    parser.add_argument(
+    add(
         "--threshold",
         type=float,
-        default=0.8,
+        default=None,
         help="share of the sim return an episode must keep (default: 0.8)",
     )
-    parser.add_argument(
+    add(
         "--success",
         type=cli_options.probability,
-        default=0.9,
+        default=None,
         help="success probability a region must keep (default: 0.9)",
     )
-    parser.add_argument(
+    add(
         "--confidence",
         type=cli_options.probability,
-        default=0.95,
+        default=None,
         help="confidence of each region's verdict (default: 0.95)",
     )
-    parser.add_argument(
+    add(
         "--base",
-        default="default",
+        default=None,
         help="the other skews: a preset name, a YAML spec, or none (default: default)",
     )
-    parser.add_argument(
+    add(
         "--budget",
         type=cli_options.positive_int,
-        default=2000,
+        default=None,
         help="most episodes the map may run (default: 2000)",
     )
     cli_options.add_seeds(
-        parser, default="100-163", help="episode seeds the map draws from (default: 100-163)"
+        parser, default=None, help="episode seeds the map draws from (default: 100-163)"
     )
-    parser.add_argument(
+    add(
         "--resolution",
         type=cli_options.positive_int,
-        default=16,
+        default=None,
         help="finest cells per axis (default: 16)",
     )
-    parser.add_argument(
+    add(
         "--coarse",
         type=cli_options.positive_int,
-        default=4,
+        default=None,
         help="cells per axis of the starting grid (default: 4)",
     )
-    parser.add_argument(
+    add(
         "--max-episode-steps",
         type=cli_options.positive_int,
         default=None,
-        help="shorter episodes, for a quick look",
+        help="shorter episodes, for a quick look (default: the task's)",
     )
-    parser.add_argument(
+    add(
         "--common-reference",
         action="store_true",
         help="with several policies: hold all to the first one's mean sim return",
