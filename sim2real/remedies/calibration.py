@@ -506,9 +506,12 @@ class _Fitter:
         self.evals += problem.nevals
         self.final = (fit, windows, problem)
         profile = self.total_profile(delay, fit.scales)
-        nominal = self.problem(windows, [], {})
-        calibrated_error = problem.predicted(fit.scales, windows.targets[:, 0]) - windows.targets
-        nominal_error = nominal.predicted({}, windows.targets[:, 0]) - windows.targets
+        # both sims replay every window from its logged start; the nominal one without latency
+        nominal_windows = self.windows(Delay(0, 0))
+        nominal = self.problem(nominal_windows, [], {})
+        calibrated = self.problem(every, [], fit.scales)
+        calibrated_error = calibrated.predicted({}, every.targets[:, 0]) - every.targets
+        nominal_error = nominal.predicted({}, nominal_windows.targets[:, 0]) - every.targets
         sigma = noise_levels(fit.residuals / self.weights, windows)
         estimates: dict[str, Any] = {f"dynamics.{k}": float(v) for k, v in fit.scales.items()}
         h = self.model.substep_s
@@ -518,7 +521,7 @@ class _Fitter:
             estimates["timing.action_latency_s"] = delay.action * h
         if NOISE_FIELD in self.fields:
             estimates[NOISE_FIELD] = [float(s) if s > NOISE_FLOOR else 0.0 for s in sigma]
-        traces = _traces(windows, calibrated_error, nominal_error)
+        traces = _traces(every, calibrated_error, nominal_error)
         return Calibration(
             task=self.model.task.name,
             fields=self.fields,
@@ -534,8 +537,8 @@ class _Fitter:
                 "frame_skip": self.model.frame_skip,
             },
             residuals={
-                "calibrated": _rms(calibrated_error, windows).tolist(),
-                "nominal": _rms(nominal_error, windows).tolist(),
+                "calibrated": _rms(calibrated_error, every).tolist(),
+                "nominal": _rms(nominal_error, every).tolist(),
             },
             diagnostics={
                 "episodes": len(self.episodes),
