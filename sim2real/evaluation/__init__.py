@@ -4,7 +4,8 @@
 >>> from sim2real.paths import data_dir
 >>> policy = data_dir("policies") / "InvertedPendulum" / "sim" / "seed0"
 >>> report = sim2real.evaluate_gap(
-...     policy, "InvertedPendulum", seeds=range(100, 103), attribution=False, max_episode_steps=50
+...     policy, "InvertedPendulum", seeds=range(100, 103), attribution=False,
+...     max_episode_steps=50, progress=False,
 ... )
 >>> report.task, report.real
 ('InvertedPendulum', 'default')
