@@ -31,6 +31,8 @@ _LAZY = {
     "Monitored": "sim2real.remedies.monitor",
     "envelope": "sim2real.remedies.envelope",
     "EnvelopeMap": "sim2real.remedies.envelope",
+    "compare_envelopes": "sim2real.remedies.envelope",
+    "SB3VecEnv": "sim2real.engines.vec",
 }
 
 __all__ = [
