@@ -350,6 +350,7 @@ class _Fitter:
         self.weights = np.ones(model.obs_dim)
         self.evals = 0
         self.dropped = 0
+        self.profile: dict[int, float] = {}
 
     # ---------------------------------------------------------------- helpers
     def windows(self, delay: Delay) -> Windows:
@@ -421,7 +422,35 @@ class _Fitter:
                 break
             total = best
         scales = self.fit_subset(total, fitted[total][1], free_starts=True)[0]
+        total, scales = self.settle_total(total, scales)
         return total, scales, costs
+
+    def settle_total(self, total: int, scales: dict[str, float]) -> tuple[int, dict[str, float]]:
+        """Free-start fits at the neighbouring totals decide (held starts carry the noise of
+        the logged starts, which can hide a one-substep error); their costs give the
+        delay's profile."""
+        fits = {total: (self.free_cost(total, scales), scales)}
+        while True:
+            for near in (total - 1, total + 1):
+                if 0 <= near <= self.max_total and near not in fits:
+                    near_scales, _ = self.fit_subset(near, scales)
+                    fits[near] = (self.free_cost(near, near_scales), near_scales)
+            best = min(fits, key=lambda d: fits[d][0][0])
+            if best == total:
+                break
+            total, scales = best, fits[best][1]
+        self.say(f"  delay settled: total {total} substeps")
+        self.profile = {d: cost for d, ((_, cost), _) in fits.items()}
+        return total, fits[total][1]
+
+    def free_cost(self, total: int, scales: dict[str, float]) -> tuple[float, float]:
+        """``(mean cost per kept window, that mean x the subset's windows)`` of a robust
+        free-start fit on the search subset at ``total``, weights held."""
+        windows = self.windows(self.split(total))
+        sub = windows.subset(self.search_subset(windows))
+        fit, kept, _ = self.robust_fit(sub, scales, held_first=False)
+        mean = fit.cost / max(len(kept), 1)
+        return mean, mean * len(sub)
 
     def fit_subset(
         self, total: int, scales: dict[str, float], free_starts: bool = False
@@ -505,7 +534,7 @@ class _Fitter:
             fit.shared, fit.local = problem.jacobian(theta, fit.starts, flat)
         self.evals += problem.nevals
         self.final = (fit, windows, problem)
-        profile = self.total_profile(delay, fit.scales)
+        profile = dict(self.profile)
         # both sims replay every window from its logged start; the nominal one without latency
         nominal_windows = self.windows(Delay(0, 0))
         nominal = self.problem(nominal_windows, [], {})
@@ -557,18 +586,6 @@ class _Fitter:
             confidence=self.cfg.confidence,
             traces=traces,
         )
-
-    def total_profile(self, delay: Delay, scales: dict[str, float]) -> dict[int, float]:
-        """Cost of the neighbouring totals (split kept where possible), every window,
-        from the logged starts with the fitted scales."""
-        profile = {}
-        if not (self.fit_obs or self.fit_action):
-            return profile
-        for total in range(max(0, delay.total - 2), min(self.max_total, delay.total + 2) + 1):
-            obs = min(delay.obs, total) if self.fit_obs and self.fit_action else None
-            windows = self.windows(self.split(total, obs))
-            profile[total] = self.problem(windows, [], scales).cost_at({})
-        return profile
 
 
 def inliers(fit: Fit, windows: Windows, factor: float) -> np.ndarray:
@@ -650,7 +667,10 @@ def _add_intervals(cal: Calibration, fitter: _Fitter, cfg: CalibrationConfig, rn
     profile = cal.diagnostics.get("total_delay_profile", {})
     if profile:
         best = cal.delay["total_substeps"]
-        sigma2 = max(2 * fit.cost / max(int(np.count_nonzero(windows.mask)), 1), 1e-12)
+        # free-start costs in units of the noise variance (the weights' own estimate)
+        sigma2 = max(
+            2 * fit.cost / max(int(np.count_nonzero(windows.mask)) - fit.starts.size, 1), 1e-12
+        )
         allowed = stats.chi2.ppf(cfg.confidence, 1)
         inside = [d for d, c in profile.items() if 2 * (c - profile[best]) / sigma2 < allowed]
         lo, hi = min(inside) - best, max(inside) - best
