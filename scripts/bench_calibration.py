@@ -158,16 +158,11 @@ def close_loop(task: str, args: argparse.Namespace) -> dict:
     hidden = get_task(task).preset("harsh")
     logs = log_robot(task, hidden.to_dict(), args.episodes, args.steps, seed=0)
     cal = calibrate(task, logs, threads=args.threads)
+    cal.save(args.out / f"calibration-{task}-harsh")
     policy = data_dir("policies") / task / "sim" / "seed0"
     report = evaluate_gap(
-        str(policy),
-        task,
-        seeds=range(100, 100 + args.loop_seeds),
-        real=hidden,
-        extra=[cal.spec],
-        attribution=False,
-        workers=1,
-        progress=False,
+        str(policy), task, seeds=range(100, 100 + args.loop_seeds), real=hidden,
+        extra=[cal.spec], attribution=False, progress=False,
     )
     group = next(iter(report.groups.values()))
     names = {v.role: name for name, v in report.variants.items()}
