@@ -173,3 +173,25 @@ def test_make_takes_a_history() -> None:
     np.testing.assert_array_equal(obs[11:14], np.full(3, 0.5))
     with pytest.raises(ValueError, match="history"):
         sim2real.make("Hopper", history=-1)
+
+
+def test_metadata_that_changes_how_a_network_runs_is_part_of_its_identity(tmp_path) -> None:
+    """Two folders with the same network files but different latency compensation are
+    different policies (their episodes must never be shared in a results file)."""
+    import json
+    import shutil
+
+    from sim2real.evaluation.policy import resolve_policies
+    from sim2real.paths import data_dir
+
+    shipped = data_dir("policies") / "InvertedPendulum" / "sim" / "seed0"
+    if not (shipped / "model.zip").is_file():
+        pytest.skip("shipped policy missing")
+    plain, compensated = tmp_path / "a" / "seed0", tmp_path / "b" / "seed0"
+    shutil.copytree(shipped, plain)
+    shutil.copytree(shipped, compensated)
+    meta = json.loads((compensated / "metadata.json").read_text())
+    meta["latency_compensation"] = {"obs_latency_s": 0.02, "action_latency_s": 0.0}
+    (compensated / "metadata.json").write_text(json.dumps(meta))
+    original, same, other = resolve_policies([shipped, plain, compensated])
+    assert original.identity == same.identity != other.identity

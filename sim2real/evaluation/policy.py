@@ -54,6 +54,8 @@ VECNORMALIZE_FILE = "vecnormalize.pkl"
 METADATA_FILE = "metadata.json"
 ALGOS = ("ppo", "sac", "td3", "a2c", "rppo")
 NO_HISTORY = History()
+# Metadata that changes how a saved network is run (so two such policies are not the same).
+_RUNS_AS = ("history", "asymmetric", "latency_compensation")
 
 # Schedules saved with a model may not unpickle across versions; inference needs none.
 _CUSTOM_OBJECTS = {"learning_rate": 0.0, "lr_schedule": lambda _: 0.0, "clip_range": lambda _: 0.0}
@@ -455,6 +457,10 @@ def _from_path(path: Path, group: str | None) -> PolicySource:
     digest = hashlib.sha256(model_file.read_bytes())
     if stats_file.is_file():
         digest.update(stats_file.read_bytes())
+    # What the metadata changes about how the network is run is part of the policy.
+    runs_as = {k: metadata[k] for k in _RUNS_AS if metadata.get(k)}
+    if runs_as:
+        digest.update(json.dumps(runs_as, sort_keys=True).encode())
     return PolicySource(
         label=label,
         group=group,
