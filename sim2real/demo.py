@@ -4,13 +4,18 @@
 
 1. *Verify*: the sim-trained policies are competent on fresh sim episodes.
 2. *Characterise*: the same policies on the real variant (the task's ``default``
-   preset), the gap with its 95% interval, and its attribution to the skew
-   sections (dynamics, actuation, sensing, timing) by Shapley values.
-3. *Remedy*: the randomization-trained policies on the same seeds, and how much
-   of the gap they close.
+   preset, the hidden robot), the gap with its 95% interval, and its attribution to
+   the skew sections (dynamics, actuation, sensing, timing) by Shapley values.
+3. *Robustify*: the randomization-trained policies on the same seeds.
+4. *Close*: log the robot, calibrate the simulator to the logs, and show how
+   closely the calibrated sim predicts the robot.
+5. *Monitor*: the robot's observation stream raises an alarm and names the skew;
+   the sim's does not.
+6. *Restrict*: the certified envelope of each group on latency x friction, and
+   whether the calibrated robot lies inside it.
 
-Everything comes from :func:`sim2real.evaluate_gap` on common seeds; the report
-files land in ``--out``.
+Steps 1-3 come from :func:`sim2real.evaluate_gap` on common seeds, steps 4-6 from
+:mod:`sim2real.demo_remedies`; the report files land in ``--out``.
 """
 
 from __future__ import annotations
@@ -55,8 +60,10 @@ def run(
     *,
     engine: str = "local",
     progress: bool | None = None,
+    remedies: bool = True,
 ) -> Any:
-    """Evaluate the shipped policies of ``task`` and print the story; returns the GapReport."""
+    """Evaluate the shipped policies of ``task``, run the remedies (``remedies=True``) and
+    print the story; returns the GapReport."""
     from sim2real.evaluation import evaluate_gap
 
     spec = get_task(task)
@@ -84,14 +91,41 @@ def run(
         engine=engine,
         progress=progress,
     )
-    elapsed = time.perf_counter() - started
     _tell(report, groups)
-    print(f"\n{report.divergences} physics divergences. {elapsed:.0f} s of rollouts.")
     print(
-        f"Report: {out / 'report.md'} (tables), {out / 'report.json'} (schema "
+        f"   report: {out / 'report.md'} (tables), {out / 'report.json'} (schema "
         f"sim2real.gap_report/1), {out / 'returns.png'}, {out / 'attribution.png'}"
     )
+    if remedies:
+        _remedies(task, groups, seeds, report, out, engine=engine, progress=progress)
+    elapsed = time.perf_counter() - started
+    print(f"\n{report.divergences} physics divergences in the gap's episodes. {elapsed:.0f} s.")
     return report
+
+
+def _remedies(
+    task: str,
+    groups: dict[str, list[Path]],
+    seeds: list[int],
+    report: Any,
+    out: Path,
+    *,
+    engine: str,
+    progress: bool | None,
+) -> None:
+    """Steps 4-6: close, monitor and restrict, on the sim-trained policies and the robot."""
+    from sim2real import demo_remedies
+
+    sim = report.groups[SIM_GROUP]
+    robot_return = sim.returns[report.real].mean.value
+    sim_return = sim.returns["sim"].mean.value
+    policy = groups[SIM_GROUP][0]
+    cal = demo_remedies.close(
+        task, policy, groups[SIM_GROUP], seeds, robot_return, sim_return, out,
+        engine=engine, progress=progress,
+    )  # fmt: skip
+    demo_remedies.monitor(task, policy, out)
+    demo_remedies.restrict(task, groups, cal, out, engine=engine, progress=progress)
 
 
 def _tell(report: Any, groups: dict[str, list[Path]]) -> None:
@@ -117,7 +151,7 @@ def _tell(report: Any, groups: dict[str, list[Path]]) -> None:
             share = estimate.value / total
             bar = "#" * max(0, round(30 * share))
             print(f"     {player:<10} {estimate.format(0):>24}  {share:>5.0%} {bar}")
-    print("\n3. Remedy: train with domain randomization (configs/randomization/)")
+    print("\n3. Robustify: policies trained with domain randomization")
     if DR_GROUP not in report.groups:
         print("   no randomization-trained policies are shipped for this task")
         return
@@ -150,7 +184,14 @@ def _cli(args: argparse.Namespace) -> int:
         episodes.unlink(missing_ok=True)
     if args.resume:
         say_reused([episodes])
-    run(args.task, args.seeds, out, engine=args.engine, progress=progress_enabled(args))
+    run(
+        args.task,
+        args.seeds,
+        out,
+        engine=args.engine,
+        progress=progress_enabled(args),
+        remedies=not args.no_remedies,
+    )
     return 0
 
 
@@ -166,5 +207,10 @@ def register_cli(subparsers: Any) -> None:
     add_engine(parser)
     add_resume(parser, help="continue the episodes already in --out (says how many it reused)")
     add_overwrite(parser, help="discard the episodes already in --out")
+    parser.add_argument(
+        "--no-remedies",
+        action="store_true",
+        help="stop after the gap and the randomization-trained policies (steps 1-3)",
+    )
     add_no_progress(parser)
     parser.set_defaults(func=_cli)
