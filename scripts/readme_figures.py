@@ -83,7 +83,7 @@ FIGURES: tuple[Figure, ...] = (
     Figure(
         "demo",
         "sim2real demo --overwrite --no-progress",
-        volatile=(r"\d+ s of rollouts",),
+        volatile=(r"episodes\. \d+ s\.", r"fitted in \d+ s"),
     ),
     Figure("describe", DESCRIBE_HOPPER, fast=True),
     Figure("list", "sim2real list", fast=True),
@@ -95,13 +95,18 @@ FIGURES: tuple[Figure, ...] = (
     ),
     Figure(
         "benchmark",
-        "sim2real benchmark --overwrite --no-progress > /dev/null && "
+        "sim2real benchmark --overwrite --no-progress --out results/benchmark > /dev/null && "
         "cat results/benchmark/benchmark.md",
         fence=None,
     ),
-    Figure("bench-envs", "python scripts/bench_envs.py", measured=True),
-    Figure("bench-randomization", "python scripts/bench_randomization.py", measured=True),
+    Figure(
+        "bench-engines",
+        "python scripts/bench_engines.py --tasks Hopper --repeat 2 --ppo-steps 6144 --ppo-envs 8",
+        measured=True,
+    ),
     Figure("bench-evaluator", "python scripts/bench_evaluator.py --episodes 100", measured=True),
+    Figure("bench-envs", "python scripts/bench_envs.py --presets default", measured=True),
+    Figure("bench-randomization", "python scripts/bench_randomization.py --parts a", measured=True),
 )
 REGISTRY = {figure.name: figure for figure in FIGURES}
 

@@ -77,9 +77,10 @@ def test_the_figure_script_finds_broken_markers() -> None:
 
 def test_a_figure_masks_only_its_volatile_parts() -> None:
     demo = figures.REGISTRY["demo"]
-    assert demo.mask("0 divergences. 56 s of rollouts.") == demo.mask(
-        "0 divergences. 61 s of rollouts."
+    assert demo.mask("0 physics divergences in the gap's episodes. 56 s.") == demo.mask(
+        "0 physics divergences in the gap's episodes. 61 s."
     )
+    assert demo.mask("fitted in 58 s; the truth") == demo.mask("fitted in 12 s; the truth")
     assert demo.mask("sim return 1351") != demo.mask("sim return 1407")
 
 
