@@ -161,8 +161,13 @@ def close_loop(task: str, args: argparse.Namespace) -> dict:
     cal.save(args.out / f"calibration-{task}-harsh")
     policy = data_dir("policies") / task / "sim" / "seed0"
     report = evaluate_gap(
-        str(policy), task, seeds=range(100, 100 + args.loop_seeds), real=hidden,
-        extra=[cal.spec], attribution=False, progress=False,
+        str(policy),
+        task,
+        seeds=range(100, 100 + args.loop_seeds),
+        real=hidden,
+        extra=[cal.spec],
+        attribution=False,
+        progress=False,
     )
     group = next(iter(report.groups.values()))
     names = {v.role: name for name, v in report.variants.items()}
