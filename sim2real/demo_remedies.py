@@ -22,23 +22,12 @@ ENVELOPE_AXES = {"timing.obs_latency_s": (0.0, 0.06), "dynamics.friction_scale":
 ENVELOPE_BUDGET, ENVELOPE_STEPS = 400, 200
 
 
-def _has_health(task: str) -> bool:
-    import gymnasium as gym
-
-    from sim2real.tasks import get_task
-
-    base = gym.make(get_task(task).base_id).unwrapped
-    try:
-        return hasattr(base, "_terminate_when_unhealthy")
-    finally:
-        base.close()
-
-
 def robot(task: str) -> Any:
     """The hidden robot, logging even after a fall (termination off where the task has it)."""
     from sim2real.pairing import make
+    from sim2real.remedies.record import terminates_when_unhealthy
 
-    kwargs = {"terminate_when_unhealthy": False} if _has_health(task) else {}
+    kwargs = {"terminate_when_unhealthy": False} if terminates_when_unhealthy(task) else {}
     return make(task, skews=ROBOT, **kwargs)
 
 

@@ -98,11 +98,12 @@ def _record(args: argparse.Namespace) -> int:
     if args.policy is not None and not Path(args.policy).exists():
         raise ValueError(f"--policy {args.policy!r}: no such file or folder")
     from sim2real.pairing import make, resolve_spec
-    from sim2real.remedies.record import record
+    from sim2real.remedies.record import record, terminates_when_unhealthy
     from sim2real.tasks import get_task
 
     spec = resolve_spec(get_task(task), args.real)
-    kwargs = {} if args.terminate or not _has_health(task) else {"terminate_when_unhealthy": False}
+    logs_falls = not args.terminate and terminates_when_unhealthy(task)
+    kwargs = {"terminate_when_unhealthy": False} if logs_falls else {}
     env = make(task, skews=spec, **kwargs)
     try:
         logs = record(
@@ -118,18 +119,6 @@ def _record(args: argparse.Namespace) -> int:
         env.close()
     print(f"logged {len(logs)} episodes, {logs.steps} steps of {task} to {args.out}")
     return 0
-
-
-def _has_health(task: str) -> bool:
-    import gymnasium as gym
-
-    from sim2real.tasks import get_task
-
-    env = gym.make(get_task(task).base_id).unwrapped
-    try:
-        return hasattr(env, "_terminate_when_unhealthy")
-    finally:
-        env.close()
 
 
 def _calibrate(args: argparse.Namespace) -> int:

@@ -352,3 +352,17 @@ def _task_name(env: Any) -> str | None:
             return task.name
     name = type(env.unwrapped).__name__.removesuffix("Env")
     return name if name in tasks() else None
+
+
+def terminates_when_unhealthy(task: str) -> bool:
+    """Whether built-in ``task`` ends an episode when the robot falls (then logging a robot
+    that falls needs ``terminate_when_unhealthy=False``)."""
+    import gymnasium as gym
+
+    from sim2real.tasks import get_task
+
+    env = gym.make(get_task(task).base_id).unwrapped
+    try:
+        return hasattr(env, "_terminate_when_unhealthy")
+    finally:
+        env.close()
