@@ -95,7 +95,8 @@ FIGURES: tuple[Figure, ...] = (
     ),
     Figure(
         "benchmark",
-        "sim2real benchmark --overwrite --no-progress --out results/benchmark > /dev/null && "
+        "sim2real benchmark --overwrite --no-progress --engine batch --out results/benchmark "
+        "> /dev/null && "
         "cat results/benchmark/benchmark.md",
         fence=None,
     ),

@@ -33,6 +33,8 @@ _LAZY = {
     "EnvelopeMap": "sim2real.remedies.envelope",
     "compare_envelopes": "sim2real.remedies.envelope",
     "SB3VecEnv": "sim2real.engines.vec",
+    "History": "sim2real.history",
+    "HistoryObservation": "sim2real.history",
 }
 
 __all__ = [
