@@ -8,6 +8,7 @@ its report files under the demo's ``--out``.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,11 @@ MONITOR_PREPARE_STEPS = 20_000  # sim steps to prepare a monitor when none is sh
 # The envelope: the two skews a lab can change most easily, mapped at a demo's budget.
 ENVELOPE_AXES = {"timing.obs_latency_s": (0.0, 0.06), "dynamics.friction_scale": (0.4, 1.4)}
 ENVELOPE_BUDGET, ENVELOPE_STEPS = 400, 200
+
+
+def _shown(path: Path) -> str:
+    """A path as the user would type it: relative to the working folder when inside it."""
+    return os.path.relpath(path) if path.is_relative_to(Path.cwd()) else str(path)
 
 
 def robot(task: str) -> Any:
@@ -106,7 +112,7 @@ def monitor(task: str, policy: Path, out: Path) -> None:
     shipped = policy.parent / "monitor.json"
     if shipped.is_file():
         skew_monitor = SkewMonitor.load(shipped)
-        where = f"prepared on sim and shipped ({shipped})"
+        where = f"prepared on sim and shipped ({_shown(shipped)})"
     else:
         skew_monitor = SkewMonitor(task, policy=str(policy), prepare_steps=MONITOR_PREPARE_STEPS)
         where = f"prepared now on {MONITOR_PREPARE_STEPS:,} sim steps"
