@@ -4,4 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 . .venv/bin/activate
-sim2real demo "$@"
+sim2real demo --overwrite "$@"   # a rerun replaces results/demo
