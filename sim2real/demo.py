@@ -181,7 +181,13 @@ def _cli(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
     )
     if args.overwrite:
+        import shutil
+
+        from sim2real.demo_remedies import OUTPUTS
+
         episodes.unlink(missing_ok=True)
+        for name in OUTPUTS:  # the remedy steps' own results go too
+            shutil.rmtree(out / name, ignore_errors=True)
     if args.resume:
         say_reused([episodes])
     run(

@@ -21,6 +21,7 @@ MONITOR_PREPARE_STEPS = 20_000  # sim steps to prepare a monitor when none is sh
 # The envelope: the two skews a lab can change most easily, mapped at a demo's budget.
 ENVELOPE_AXES = {"timing.obs_latency_s": (0.0, 0.06), "dynamics.friction_scale": (0.4, 1.4)}
 ENVELOPE_BUDGET, ENVELOPE_STEPS = 400, 200
+OUTPUTS = ("logs", "calibration", "calibrated", "envelope")  # what these steps write in --out
 
 
 def _shown(path: Path) -> str:
@@ -172,7 +173,7 @@ def restrict(
     for name, env_map in comparison.maps.items():
         print(
             f"   {name:<22} area inside {env_map.area_inside:5.1%}, uncertain "
-            f"{env_map.area('uncertain'):5.1%}; {env_map.summary['episodes_run']} episodes; "
+            f"{env_map.area('uncertain'):5.1%}; {env_map.summary['episodes']} episodes; "
             f"the calibrated robot's {' x '.join(box) or 'box'} is {env_map.contains(box).value}"
         )
     print(f"   report: {out / 'envelope'}/comparison.md and one heatmap per policy")
