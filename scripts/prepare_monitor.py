@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -29,6 +30,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("policies/HalfCheetah/sim/monitor.json"))
     args = parser.parse_args()
     torch.set_num_threads(1)
+    # The commit that prepares it, read before the output is written (it may be tracked).
+    commit = subprocess.run(
+        ["git", "describe", "--always", "--dirty"], capture_output=True, text=True
+    ).stdout.strip()
     monitor = sim2real.SkewMonitor(
         args.task,
         false_alarm_rate=args.false_alarm_rate,
@@ -36,11 +41,8 @@ def main() -> None:
         prepare_steps=args.prepare_steps,
     )
     monitor.save(args.out)
-    commit = subprocess.run(
-        ["git", "describe", "--always", "--dirty"], capture_output=True, text=True
-    ).stdout.strip()
     payload = json.loads(args.out.read_text())
-    payload["made_by"] = {"command": "python " + " ".join(__import__("sys").argv), "commit": commit}
+    payload["made_by"] = {"command": "python " + " ".join(sys.argv), "commit": commit}
     args.out.write_text(json.dumps(payload, indent=1) + "\n")
     print(f"prepared on {monitor.calibration.steps} sim steps: {args.out}")
 
