@@ -243,37 +243,30 @@ def main() -> int:
     if args.stage in ("compare", "all"):
         case = CASES["Hopper"]
         budget = int(BUDGET_SHARE * RESOLUTION * RESOLUTION * len(DENSE_SEEDS))
-        comparison = compare_envelopes(
-            {"sim": case["policy"], **DR_HOPPER},
-            "Hopper",
-            case["axes"],
+        settings = dict(
             threshold=THRESHOLD,
             success=SUCCESS,
             confidence=CONFIDENCE,
             base=None,
             budget=budget,
             seeds=ADAPTIVE_SEEDS,
-            out=args.out / "compare_Hopper",
             resume=True,
             progress=False,
+        )
+        policies = {"sim": case["policy"], **DR_HOPPER}
+        comparison = compare_envelopes(
+            policies, "Hopper", case["axes"], out=args.out / "compare_Hopper", **settings
         )
         results["compare"] = comparison.to_dict()["policies"]
         save()
         print(comparison.to_markdown(), flush=True)
         common = compare_envelopes(
-            {"sim": case["policy"], **DR_HOPPER},
+            policies,
             "Hopper",
             case["axes"],
-            threshold=THRESHOLD,
-            success=SUCCESS,
-            confidence=CONFIDENCE,
-            base=None,
-            budget=budget,
-            seeds=ADAPTIVE_SEEDS,
             out=args.out / "compare_Hopper_common",
-            resume=True,
-            progress=False,
             common_reference=True,
+            **settings,
         )
         results["compare_common_reference"] = common.to_dict()["policies"]
         save()
