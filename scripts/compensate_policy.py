@@ -8,6 +8,9 @@ calibration remedy measures them (``default`` preset: 20 ms observation, 10 ms a
 
     python scripts/compensate_policy.py policies/Hopper/dr/seed0 policies/Hopper/dr_comp/seed0 \\
         --obs-latency 0.02 --action-latency 0.01
+
+With ``--estimate`` the policy estimates the total delay of each episode online instead
+(the given latencies are its prior), so one policy serves sim and robots of unknown latency.
 """
 
 from __future__ import annotations
@@ -23,8 +26,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("source", type=Path, help="a trained policy folder")
     parser.add_argument("dest", type=Path, help="the compensated copy (created)")
-    parser.add_argument("--obs-latency", type=float, required=True, help="seconds")
-    parser.add_argument("--action-latency", type=float, required=True, help="seconds")
+    parser.add_argument("--obs-latency", type=float, default=0.0, help="seconds")
+    parser.add_argument("--action-latency", type=float, default=0.0, help="seconds")
+    parser.add_argument(
+        "--estimate",
+        action="store_true",
+        help="estimate the total delay online per episode (the latencies are then the prior)",
+    )
+    parser.add_argument("--max-latency", type=float, default=0.08, help="seconds (--estimate)")
     parser.add_argument("--note", default="the default robot's latency, as calibration measures it")
     parser.add_argument(
         "--manifest", action="store_true", help="measure its sim return and list it in the manifest"
@@ -38,11 +47,12 @@ def main(argv: list[str] | None = None) -> int:
         if (args.source / name).is_file():
             shutil.copy2(args.source / name, args.dest / name)
     meta = json.loads((args.source / "metadata.json").read_text())
-    meta["latency_compensation"] = {
-        "obs_latency_s": args.obs_latency,
-        "action_latency_s": args.action_latency,
-        "source": args.note,
-    }
+    from sim2real.training.compensation import LatencyCompensation
+
+    compensation = LatencyCompensation(
+        args.obs_latency, args.action_latency, args.estimate, args.max_latency
+    )
+    meta["latency_compensation"] = {**compensation.to_dict(), "source": args.note}
     meta["compensated_from"] = str(args.source)
     (args.dest / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
     print(f"{args.dest}: {args.source} with latency compensation")
@@ -76,8 +86,7 @@ def _list(args: argparse.Namespace, meta: dict, argv: list[str] | None) -> None:
             ),
             "git_commit": meta["git_commit"],
             "timesteps": meta["timesteps"],
-            "method": f"{_method(meta)}; latency compensation {compensation['obs_latency_s']} s + "
-            f"{compensation['action_latency_s']} s",
+            "method": f"{_method(meta)}; {_describe(compensation)}",
             "sim_return": {
                 "mean": round(float(np.mean(returns)), 1),
                 "std": round(float(np.std(returns)), 1),
@@ -85,6 +94,16 @@ def _list(args: argparse.Namespace, meta: dict, argv: list[str] | None) -> None:
                 "seeds": f"{EVAL_SEEDS.start}..{EVAL_SEEDS.stop - 1}",
             },
         }
+    )
+
+
+def _describe(compensation: dict) -> str:
+    if compensation.get("estimate"):
+        bound = compensation["max_latency_s"]
+        return f"latency compensation, total delay estimated online (up to {bound} s)"
+    return (
+        f"latency compensation {compensation['obs_latency_s']} s + "
+        f"{compensation['action_latency_s']} s"
     )
 
 
