@@ -32,6 +32,7 @@ from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
 from sim2real.point import LATENCIES, FixedSource, Point, Source, as_source, realized
 from sim2real.skews import ActuationNoise, ModelSkews
 from sim2real.skews.pipeline import STREAMS, Context, Pipeline, build_pipeline, reset_generators
+from sim2real.skews.readers import fast_reader
 from sim2real.skews.registry import Element
 from sim2real.skews.sensing import Sensors
 from sim2real.skews.timing import Arrivals, Latency
@@ -109,6 +110,8 @@ class SkewedEnv(gym.Wrapper):
         self._low = np.asarray(env.action_space.low, dtype=np.float64)
         self._high = np.asarray(env.action_space.high, dtype=np.float64)
         self._obs_dim = int(np.prod(env.observation_space.shape))
+        self._own_obs = obs_fn is None  # the env's _get_obs, which a fast reader may replace
+        self._fast: Callable[[], np.ndarray] | bool | None = False  # found on first need
         self._obs_fn: Callable[[], np.ndarray] | None = (
             functools.partial(obs_fn, base)
             if obs_fn is not None
@@ -177,7 +180,8 @@ class SkewedEnv(gym.Wrapper):
             self._use(point)
         else:  # the same point: only the per-episode state starts afresh
             self._commands.clear()
-            self._sensors.previous = None
+            if self._dropout:
+                self._sensors.previous = None
             if self._arrivals is not None:
                 self._arrivals.clear()
         if self._dynamics_of is not point:
@@ -234,6 +238,7 @@ class SkewedEnv(gym.Wrapper):
         self._sensors: Sensors = pipeline.sensors
         self._obs_latency, self._action_latency = pipeline.obs_latency, pipeline.action_latency
         self._read = self._sensors.read if self._sensors.active else None
+        self._dropout = self._sensors.dropout is not None
         self._commands: deque[np.ndarray] = deque(maxlen=self._action_latency.control_steps + 2)
         self._arrivals = None if pipeline.jitter is None else Arrivals(self._frame_skip)
         offset = self._obs_latency.offset
@@ -249,20 +254,22 @@ class SkewedEnv(gym.Wrapper):
     def _observer(self) -> Callable[[np.ndarray], np.ndarray] | None:
         """What turns the env's observation after a step into the policy's (built once per
         pipeline); its latency buffer is refilled at every reset."""
-        sensors, latency = self._sensors, self._obs_latency
+        latency, read = self._obs_latency, self._read
+        self._readings: deque[np.ndarray] | None = None
         if not latency.substeps:
-            return sensors.read if sensors.active else None
+            return read
+        box = self._captured
+        if self._capture_at is not None and not latency.control_steps:
+            return lambda obs: box[0]  # the reading taken within this very step
         readings = self._readings = deque(maxlen=latency.control_steps + 1)
         append = readings.append
         if self._capture_at is not None:  # the reading was taken within the step
-            box = self._captured
 
             def delayed(obs: np.ndarray) -> np.ndarray:
                 append(box[0])
                 return readings[0]
 
-        elif self._read is not None:
-            read = self._read
+        elif read is not None:
 
             def delayed(obs: np.ndarray) -> np.ndarray:
                 append(read(obs))
@@ -278,13 +285,14 @@ class SkewedEnv(gym.Wrapper):
 
     def _start_observing(self, obs: np.ndarray) -> np.ndarray:
         """First reading of the episode; fills the latency buffer with it (never zeros)."""
-        sensors = self._sensors
-        first = sensors.read(obs) if sensors.active else obs
-        if self._obs_latency.substeps:
-            # Distinct copies, so that every array handed to the policy is handed out once.
-            readings = self._readings
+        read, readings = self._read, self._readings
+        first = obs if read is None else read(obs)
+        if readings is not None:
+            # The oldest slot leaves at the first step; the others are handed to the policy,
+            # as distinct copies, so that every array handed out is handed out once.
             readings.clear()
-            readings.extend(first.copy() for _ in range(readings.maxlen))  # type: ignore[arg-type]
+            readings.append(first)
+            readings.extend([first.copy() for _ in range(readings.maxlen - 1)])  # type: ignore[operator]
         return first
 
     def _install_physics_hook(self) -> None:
@@ -296,28 +304,44 @@ class SkewedEnv(gym.Wrapper):
     def _capture_function(self) -> Callable[[], None]:
         """Takes the reading that the observation latency will deliver (mid-step)."""
         obs_fn, read, box = self._obs_fn, self._read, self._captured
-        model, data = self._model, self._data
+        model, data, rne = self._model, self._data, mujoco.mj_rnePostConstraint
         if obs_fn is None:
             return lambda: None
+        fast = self._fast_reader()  # the same bits as _get_obs, into a buffer it reuses
+        source = obs_fn if fast is None else fast
+        finish = read if read is not None or fast is None else np.ndarray.copy
         if self._obs_needs_rne:
+            if finish is None:
 
-            def capture() -> None:
-                mujoco.mj_rnePostConstraint(model, data)
-                obs = obs_fn()
-                box[0] = obs if read is None else read(obs)
+                def capture() -> None:
+                    rne(model, data)
+                    box[0] = source()
 
-            return capture
-        if read is None:
+                return capture
 
-            def capture() -> None:
-                box[0] = obs_fn()
+            def capture_read() -> None:
+                rne(model, data)
+                box[0] = finish(source())
 
-            return capture
+            return capture_read
+        if finish is None:
 
-        def capture() -> None:
-            box[0] = read(obs_fn())
+            def capture_plain() -> None:
+                box[0] = source()
 
-        return capture
+            return capture_plain
+
+        def capture_finished() -> None:
+            box[0] = finish(source())
+
+        return capture_finished
+
+    def _fast_reader(self) -> Callable[[], np.ndarray] | None:
+        """The env's own observation through :func:`~sim2real.skews.readers.fast_reader`
+        (found once); ``None`` with an ``obs_fn`` or an env it does not know."""
+        if self._fast is False:
+            self._fast = fast_reader(self._base) if self._own_obs else None
+        return self._fast  # type: ignore[return-value]
 
     def _make_physics_step(self, pipeline: Pipeline) -> Callable[[np.ndarray, int], None]:
         """The replacement of ``MujocoEnv._step_mujoco_simulation`` for ``pipeline``: the
@@ -367,21 +391,23 @@ class SkewedEnv(gym.Wrapper):
                 rne(model, data)
 
             return immediate
+        # The segments as (substeps, command index or None, capture or None), once.
+        plan = tuple((n, index, capture if captures else None) for n, index, captures in segments)
+        fill = commands.maxlen - 1  # type: ignore[operator]
 
         def delayed(ctrl: np.ndarray, n_frames: int) -> None:
             if n_frames != frame_skip:
                 _check_frames(n_frames, frame_skip)
             command = command_of(ctrl)
-            if commands:
-                commands.append(command)
-            else:  # the actuators hold the first command until it has travelled the latency
-                commands.extend([command] * commands.maxlen)  # type: ignore[operator]
-            for n_substeps, index, captures in segments:
+            if not commands:  # the actuators hold the first command until it has travelled
+                commands.extend([command] * fill)
+            commands.append(command)
+            for n_substeps, index, take in plan:
                 if index is not None:
                     actuators[...] = commands[index]
-                step(model, data, nstep=n_substeps)
-                if captures:
-                    capture()
+                step(model, data, n_substeps)
+                if take is not None:
+                    take()
             rne(model, data)
 
         return delayed

@@ -19,7 +19,7 @@ class ActuationNoise:
         std_fraction: standard deviation as a fraction of each action's range
             (``high - low``), one number or one per action dimension; 0.02 on a
             [-1, 1] action is 0.04 action units.
-        low, high: the action bounds (action units); noisy commands are clipped to them.
+        span: each action's range ``high - low`` (action units).
         stream: the noise rows in action units (already scaled), one per control step.
     """
 
@@ -29,23 +29,22 @@ class ActuationNoise:
     def __init__(
         self,
         std_fraction: float | np.ndarray,
-        low: np.ndarray,
-        high: np.ndarray,
+        span: np.ndarray,
         stream: BlockStream | None = None,
     ) -> None:
-        self.std = std_fraction * (high - low)
+        self.std = std_fraction * span
         self.stream = stream
 
     @classmethod
     def build(cls, value: Any, ctx: Context) -> ActuationNoise | None:
-        span, dim = ctx.high - ctx.low, len(ctx.low)
+        span, dim = ctx.span, len(ctx.low)
         if ctx.per_step(value):  # noise = (std_t * z_t) x action range, std_t drawn each step
             stream = ctx.per_step_stream(cls.field, value, dim, lambda rows: span * rows)
-            return cls(1.0, ctx.low, ctx.high, stream)
+            return cls(1.0, span, stream)
         std = ctx.elementwise(value, dim)
         if not ctx.nonzero(std):
             return None
-        noise = cls(std, ctx.low, ctx.high)
+        noise = cls(std, span)
         noise.stream = ctx.streams.gaussian(cls.field, dim, noise.std)
         return noise
 
@@ -60,20 +59,21 @@ class Deadband:
         fraction: the threshold as a fraction of each action's range
             (``high - low``), one number or one per action dimension; 0.05 on a
             [-1, 1] action zeroes ``|a| < 0.1``.
-        low, high: the action bounds (action units).
+        centre, span: the middle ``(high + low) / 2`` and range ``high - low`` of each
+            action (action units).
     """
 
     field = "actuation.deadband"
     unit = "x action range"
 
-    def __init__(self, fraction: float | np.ndarray, low: np.ndarray, high: np.ndarray) -> None:
-        self.centre = (high + low) / 2
-        self.threshold = fraction * (high - low)
+    def __init__(self, fraction: float | np.ndarray, centre: np.ndarray, span: np.ndarray) -> None:
+        self.centre = centre
+        self.threshold = fraction * span
 
     @classmethod
     def build(cls, value: Any, ctx: Context) -> Deadband | None:
         fraction = ctx.elementwise(value, len(ctx.low))
-        return cls(fraction, ctx.low, ctx.high) if ctx.nonzero(fraction) else None
+        return cls(fraction, ctx.centre, ctx.span) if ctx.nonzero(fraction) else None
 
     def __call__(self, command: np.ndarray) -> np.ndarray:
         return np.where(np.abs(command - self.centre) < self.threshold, self.centre, command)

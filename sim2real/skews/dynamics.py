@@ -24,23 +24,26 @@ class _ScaleSkew:
 
     def __init__(self, model: mujoco.MjModel) -> None:
         self.model = model
-        self.nominal = self._target().copy()
+        self.target = self._target()  # a view held once: MjModel makes a new one per access
+        self.nominal = self.target.copy()
 
     def _target(self) -> np.ndarray:
         raise NotImplementedError
 
     def apply(self, value: Value) -> None:
-        np.multiply(self.nominal, _per_row(value, self.nominal), out=self._target())
+        np.multiply(self.nominal, per_row(value, self.nominal), out=self.target)
 
     def restore(self) -> None:
-        self._target()[...] = self.nominal
+        self.target[...] = self.nominal
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(field={self.field!r}, unit={self.unit!r})"
 
 
-def _per_row(value: Value, nominal: np.ndarray) -> Any:
-    """Broadcast a scalar or a per-element array against the rows of ``nominal``."""
+def per_row(value: Value, nominal: np.ndarray) -> Any:
+    """Broadcast a scalar or a per-element array against the rows of ``nominal``: a number
+    stays a number, an array of one value per row (per element) gets trailing axes of 1.
+    Shared by the model edits here and the batch engine's per-simulation ones."""
     if isinstance(value, float):
         return value
     value = np.asarray(value, dtype=np.float64)
@@ -112,16 +115,13 @@ class MassScale:
 
     def __init__(self, model: mujoco.MjModel) -> None:
         self.model = model
-        self.nominal_mass = model.body_mass.copy()
-        self.nominal_inertia = model.body_inertia.copy()
+        self.mass, self.inertia = model.body_mass, model.body_inertia  # views held once
+        self.nominal_mass = self.mass.copy()
+        self.nominal_inertia = self.inertia.copy()
 
     def apply(self, value: Value) -> None:
-        np.multiply(self.nominal_mass, _per_row(value, self.nominal_mass), out=self.model.body_mass)
-        np.multiply(
-            self.nominal_inertia,
-            _per_row(value, self.nominal_inertia),
-            out=self.model.body_inertia,
-        )
+        np.multiply(self.nominal_mass, per_row(value, self.nominal_mass), out=self.mass)
+        np.multiply(self.nominal_inertia, per_row(value, self.nominal_inertia), out=self.inertia)
 
     def restore(self) -> None:
         self.apply(1.0)

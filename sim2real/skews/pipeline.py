@@ -161,6 +161,12 @@ class Context:
     time_limit_s: float | None = None
     mid_step_obs: bool = True
     streams: Streams = field(default_factory=Streams)
+    span: np.ndarray = field(init=False, repr=False)  # high - low, action units
+    centre: np.ndarray = field(init=False, repr=False)  # (high + low) / 2, action units
+
+    def __post_init__(self) -> None:
+        self.span = self.high - self.low
+        self.centre = (self.high + self.low) / 2
 
     @property
     def control_dt(self) -> float:
@@ -187,7 +193,7 @@ class Context:
     @staticmethod
     def nonzero(value: float | np.ndarray) -> bool:
         """Whether a scalar or per-element value is anywhere nonzero."""
-        return value != 0.0 if isinstance(value, float) else np.count_nonzero(value) > 0
+        return value != 0.0 if isinstance(value, float) else bool(value.any())
 
     def per_step_stream(
         self,

@@ -9,6 +9,7 @@ import numpy as np
 from mujoco import batch as mjbatch
 
 from sim2real.engines.batch.pipeline import DYNAMICS
+from sim2real.skews.dynamics import per_row
 
 
 class BatchDynamics:
@@ -59,34 +60,25 @@ class BatchDynamics:
             return False
         f, nominal = self._expanded(), self.nominal
         one = 1.0
-        f["friction"][sim, :, 0] = nominal["friction_scale"] * _per_row(
+        f["friction"][sim, :, 0] = nominal["friction_scale"] * per_row(
             wanted.get("friction_scale", one), nominal["friction_scale"]
         )
         scale = wanted.get("mass_scale", one)
-        f["mass"][sim] = nominal["mass"] * _per_row(scale, nominal["mass"])
-        f["inertia"][sim] = nominal["inertia"] * _per_row(scale, nominal["inertia"])
-        f["damping"][sim] = nominal["damping_scale"] * _per_row(
+        f["mass"][sim] = nominal["mass"] * per_row(scale, nominal["mass"])
+        f["inertia"][sim] = nominal["inertia"] * per_row(scale, nominal["inertia"])
+        f["damping"][sim] = nominal["damping_scale"] * per_row(
             wanted.get("damping_scale", one), nominal["damping_scale"]
         )
-        f["gear"][sim] = nominal["actuator_strength"] * _per_row(
+        f["gear"][sim] = nominal["actuator_strength"] * per_row(
             wanted.get("actuator_strength", one), nominal["actuator_strength"]
         )
-        f["armature"][sim] = nominal["armature_scale"] * _per_row(
+        f["armature"][sim] = nominal["armature_scale"] * per_row(
             wanted.get("armature_scale", one), nominal["armature_scale"]
         )
         gravity = wanted.get("gravity")
         f["gravity"][sim] = nominal["gravity"] if gravity is None else gravity
         self.applied[sim] = wanted
         return True
-
-
-def _per_row(value: Any, nominal: np.ndarray) -> Any:
-    value = np.asarray(value, dtype=np.float64)
-    if value.ndim == 0:
-        return value
-    if value.shape[0] != nominal.shape[0]:
-        raise ValueError(f"expected {nominal.shape[0]} per-element values, got {value.shape[0]}")
-    return value.reshape((-1,) + (1,) * (nominal.ndim - 1))
 
 
 def _canonical(value: Any, nominal: float | None) -> Any:
