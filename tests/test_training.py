@@ -346,7 +346,7 @@ def test_delay_estimator_finds_the_total_delay_to_the_substep(
         predictor.record(action[None])
         obs, *_ = env.step(action)
     predictor.predict(obs[None], np.array([False]))
-    assert predictor.delays(0) == (round((obs_s + action_s) / substep), 0)
+    assert predictor.split(0) == (round(obs_s / substep), round(action_s / substep))
 
 
 @pytest.mark.slow
