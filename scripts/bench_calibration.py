@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -104,22 +105,40 @@ def score(cal: Calibration, spec: dict, substep: float) -> dict:
 
 
 def bench_task(task: str, args: argparse.Namespace) -> dict:
+    """Every hidden setting of ``task``; each row is appended to ``rows-<task>.jsonl`` as it
+    finishes, and a rerun with ``--resume`` skips the settings already there."""
     substep = float(sim2real.make(task).unwrapped.model.opt.timestep)
+    path = args.out / f"rows-{task}.jsonl"
+    done: dict[int, dict] = {}
+    if args.resume and path.is_file():
+        for line in path.read_text().splitlines():
+            row = json.loads(line)
+            done[row["index"]] = row
+    elif path.is_file():
+        path.unlink()
     rows = []
     for index, spec in enumerate(hidden_settings(task, args.settings, args.seed, args.noise)):
         if args.indices and index not in args.indices:
+            continue
+        if index in done:
+            rows.append(done[index])
             continue
         logs = log_robot(task, spec, args.episodes, args.steps, seed=1000 * index)
         cpu = time.process_time()
         cal = calibrate(task, logs, threads=args.threads)
         row = score(cal, spec, substep)
         row["cpu_s"] = round(time.process_time() - cpu, 1)
-        row["truth"], row["estimates"] = spec, cal.estimates
+        row["load"] = round(os.getloadavg()[0], 1)
+        row["index"], row["truth"], row["estimates"] = index, spec, cal.estimates
+        row["intervals"] = cal.intervals
         rows.append(row)
+        with path.open("a") as stream:
+            stream.write(json.dumps(row, default=float) + "\n")
         errs = " ".join(f"{k[:4]} {v:6.2%}" for k, v in row["errors"].items())
         print(
             f"  {task} setting {index}: {errs}  total exact {row['total_exact']}  "
-            f"wall {row['time_s']:.0f} s  cpu {row['cpu_s']:.0f} s",
+            f"covered {sum(row['covered'].values())}/{len(row['covered'])}  "
+            f"wall {row['time_s']:.0f} s  cpu {row['cpu_s']:.0f} s  load {row['load']}",
             flush=True,
         )
     return {"task": task, "rows": rows}
@@ -203,7 +222,8 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--noise", type=float, default=0.01)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=2, help="MuJoCo rollout threads")
+    parser.add_argument("--resume", action="store_true", help="keep the settings already run")
     parser.add_argument("--close-loop", nargs="*", default=[], metavar="TASK")
     parser.add_argument("--loop-seeds", type=int, default=10)
     parser.add_argument("--out", type=Path, default=Path("runs/bench_calibration"))

@@ -65,6 +65,7 @@ FIELDS: tuple[str, ...] = (
 )
 NOISE_FLOOR = 1e-4  # obs units: below this a dimension counts as noiseless
 REPORT_SCHEMA = "sim2real.calibration/1"
+RUN = 8  # consecutive windows per run of the delay-search subset
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,10 @@ class CalibrationConfig:
         refit_iterations: iterations of the refit once outlying windows are dropped.
         outlier_factor: a window whose mean squared residual exceeds this multiple of
             the median window's is dropped (its local fit did not resolve a contact).
+        clip_margin: a window whose first reading has a velocity within this of the
+            task's clip bound (10) is skipped: with noise the true velocity may lie beyond.
+        reseed_rounds: rounds of restarting badly fitted windows from their predecessor's
+            predicted end state (``_Fitter.reseed``).
         prior_range: where a scale the logs cannot identify is randomized.
         identifiable_se: a scale whose standard error exceeds this is flagged.
         resamples: bootstrap resamples.
@@ -91,6 +96,8 @@ class CalibrationConfig:
     max_iterations: int = 30
     refit_iterations: int = 10
     outlier_factor: float = 4.0
+    clip_margin: float = 0.5
+    reseed_rounds: int = 2
     prior_range: tuple[float, float] = (0.5, 1.5)
     identifiable_se: float = 0.05
     resamples: int = 2000
@@ -171,6 +178,10 @@ class Calibration:
         """
         from sim2real.randomization import RandomizationSpec
 
+        return RandomizationSpec.load(self.randomization_mapping(width))
+
+    def randomization_mapping(self, width: float = 1.0) -> dict[str, dict[str, Any]]:
+        """:meth:`randomization` as a plain mapping (the randomization YAML schema)."""
         if width < 0:
             raise ValueError(f"width must be >= 0, got {width}")
         nested: dict[str, dict[str, Any]] = {}
@@ -197,7 +208,28 @@ class Calibration:
                     "low": round(float(low), 6),
                     "high": round(float(high), 6),
                 }
-        return RandomizationSpec.load(nested)
+        return nested
+
+    @classmethod
+    def from_dict(cls, report: dict[str, Any]) -> Calibration:
+        """A calibration back from its ``report.json`` (traces are not kept there)."""
+        if report.get("schema") != REPORT_SCHEMA:
+            raise ValueError(f"calibration report: schema must be {REPORT_SCHEMA!r}")
+        return cls(
+            task=report["task"],
+            fields=list(report["fields"]),
+            estimates=dict(report["estimates"]),
+            intervals={
+                k: tuple(v) if v is not None else None for k, v in report["intervals"].items()
+            },
+            unidentified=list(report["unidentified"]),
+            warnings=list(report["warnings"]),
+            delay=dict(report["delay"]),
+            residuals=dict(report["residuals"]),
+            diagnostics=dict(report["diagnostics"]),
+            prior_range=tuple(report.get("prior_range", (0.5, 1.5))),
+            confidence=float(report["confidence"]),
+        )
 
     # ------------------------------------------------------------------ output
     def to_dict(self) -> dict[str, Any]:
@@ -209,6 +241,7 @@ class Calibration:
             "estimates": self.estimates,
             "intervals": {k: list(v) if v is not None else None for k, v in self.intervals.items()},
             "confidence": self.confidence,
+            "prior_range": list(self.prior_range),
             "unidentified": self.unidentified,
             "warnings": self.warnings,
             "delay": self.delay,
@@ -360,6 +393,7 @@ class _Fitter:
             length=self.cfg.window_steps,
             delay=delay,
             exact=self.model.invert,
+            clip_margin=self.cfg.clip_margin,
         )
 
     def problem(
@@ -376,12 +410,16 @@ class _Fitter:
         return Delay(0, total)
 
     def search_subset(self, windows: Windows) -> np.ndarray:
-        """Evenly spread mid-episode windows, at most ``search_windows``."""
+        """At most ``search_windows`` mid-episode windows, in runs of ``RUN`` consecutive ones
+        spread evenly over the logs (a run lets :meth:`reseed` use each predecessor)."""
         middle = np.flatnonzero(~windows.at_start)
         if len(middle) == 0:
             middle = np.arange(len(windows))
         count = min(len(middle), self.cfg.search_windows)
-        return middle[np.linspace(0, len(middle) - 1, count).round().astype(int)]
+        runs = max(1, count // RUN)
+        firsts = np.linspace(0, len(middle) - RUN, runs).round().astype(int).clip(0)
+        chosen = np.unique((firsts[:, None] + np.arange(RUN)).ravel().clip(0, len(middle) - 1))
+        return middle[chosen[:count]]
 
     # ---------------------------------------------------------------- stages
     def scan_total(self, scales: dict[str, float]) -> dict[int, float]:
@@ -401,8 +439,11 @@ class _Fitter:
         too and the best fit wins (a scan at wrong scales can be one substep off)."""
         scales = {f: 1.0 for f in self.free}
         if not (self.fit_obs or self.fit_action):
-            scales = self.fit_subset(0, self.fit_subset(0, scales)[0], free_starts=True)[0]
-            return 0, scales, {0: 0.0}
+            windows = self.windows(self.split(0))
+            sub = windows.subset(self.search_subset(windows))
+            fit, kept, _, _ = self.robust_fit(sub, self.fit_subset(0, scales)[0])
+            self.set_weights(fit.residuals / self.weights, kept)
+            return 0, fit.scales, {0: 0.0}
         fitted: dict[int, tuple[float, dict[str, float]]] = {}
         for _ in range(4):
             costs = self.scan_total(scales)
@@ -421,61 +462,67 @@ class _Fitter:
             if best == total:
                 break
             total = best
-        scales = self.fit_subset(total, fitted[total][1], free_starts=True)[0]
-        total, scales = self.settle_total(total, scales)
+        windows = self.windows(self.split(total))
+        sub = windows.subset(self.search_subset(windows))
+        fit, kept, _, starts = self.robust_fit(sub, fitted[total][1])
+        self.set_weights(fit.residuals / self.weights, kept)
+        total, scales = self.settle_total(total, fit.scales, starts)
         return total, scales, costs
 
-    def settle_total(self, total: int, scales: dict[str, float]) -> tuple[int, dict[str, float]]:
+    def settle_total(
+        self, total: int, scales: dict[str, float], starts: np.ndarray
+    ) -> tuple[int, dict[str, float]]:
         """Free-start fits at the neighbouring totals decide (held starts carry the noise of
         the logged starts, which can hide a one-substep error); their costs give the
-        delay's profile."""
-        fits = {total: (self.free_cost(total, scales), scales)}
+        delay's profile. Each neighbour starts from the fit at ``total`` (the same windows:
+        their start states carry over)."""
+        fits = {total: self.free_cost(total, scales, starts)}
         while True:
             for near in (total - 1, total + 1):
                 if 0 <= near <= self.max_total and near not in fits:
-                    near_scales, _ = self.fit_subset(near, scales)
-                    fits[near] = (self.free_cost(near, near_scales), near_scales)
-            best = min(fits, key=lambda d: fits[d][0][0])
+                    fits[near] = self.free_cost(near, fits[total][2], fits[total][3])
+            best = min(fits, key=lambda d: fits[d][0])
             if best == total:
                 break
-            total, scales = best, fits[best][1]
+            total = best
         self.say(f"  delay settled: total {total} substeps")
-        self.profile = {d: cost for d, ((_, cost), _) in fits.items()}
-        return total, fits[total][1]
+        self.profile = {d: cost for d, (_, cost, _, _) in fits.items()}
+        return total, fits[total][2]
 
-    def free_cost(self, total: int, scales: dict[str, float]) -> tuple[float, float]:
-        """``(mean cost per kept window, that mean x the subset's windows)`` of a robust
-        free-start fit on the search subset at ``total``, weights held."""
+    def free_cost(
+        self, total: int, scales: dict[str, float], starts: np.ndarray
+    ) -> tuple[float, float, dict[str, float], np.ndarray]:
+        """``(mean cost per kept window, that mean x the subset's windows, scales, starts)``
+        of a robust free-start fit on the search subset at ``total``, weights held."""
         windows = self.windows(self.split(total))
         sub = windows.subset(self.search_subset(windows))
-        fit, kept, _ = self.robust_fit(sub, scales, held_first=False)
+        fit, kept, _, fitted = self.robust_fit(sub, scales, held_first=False, starts=starts)
         mean = fit.cost / max(len(kept), 1)
-        return mean, mean * len(sub)
+        return mean, mean * len(sub), fit.scales, fitted
 
-    def fit_subset(
-        self, total: int, scales: dict[str, float], free_starts: bool = False
-    ) -> tuple[dict[str, float], float]:
-        """Scales and cost fitted on the search subset at ``total``; with free start states
-        the residuals also set the weights."""
+    def fit_subset(self, total: int, scales: dict[str, float]) -> tuple[dict[str, float], float]:
+        """Scales and cost fitted on the search subset at ``total``, start states held."""
         windows = self.windows(self.split(total))
         sub = windows.subset(self.search_subset(windows))
         if not self.free:
             return scales, self.problem(sub, [], scales).cost_at({})
-        if not free_starts:
-            problem = self.problem(sub, self.free, {})
-            fit = problem.solve(scales, max_iterations=self.cfg.max_iterations, free_starts=False)
-            self.evals += problem.nevals
-            return fit.scales, fit.cost
-        fit, kept, _ = self.robust_fit(sub, scales)
-        self.set_weights(fit.residuals / self.weights, kept)
+        problem = self.problem(sub, self.free, {})
+        fit = problem.solve(scales, max_iterations=self.cfg.max_iterations, free_starts=False)
+        self.evals += problem.nevals
         return fit.scales, fit.cost
 
     def robust_fit(
-        self, windows: Windows, scales: dict[str, float], held_first: bool = True
-    ) -> tuple[Fit, Windows, ShootingProblem]:
-        """Held starts (a cheap first pass, from far away), then free starts; windows whose
-        fit stays far worse than the others' (a contact event the local search did not
-        resolve) are dropped and the rest refitted."""
+        self,
+        windows: Windows,
+        scales: dict[str, float],
+        held_first: bool = True,
+        starts: np.ndarray | None = None,
+    ) -> tuple[Fit, Windows, ShootingProblem, np.ndarray]:
+        """Held starts (a cheap first pass, from far away), then free starts (from ``starts``,
+        default the logged observations); windows whose fit stays far worse than the
+        others' (a contact event the local search did not resolve) are dropped and the rest
+        refitted. Returns the fit, the kept windows, their problem and every window's
+        fitted start state."""
         cfg = self.cfg
         if self.free and held_first:
             problem = self.problem(windows, self.free, {})
@@ -484,17 +531,72 @@ class _Fitter:
             ).scales
             self.evals += problem.nevals
         problem = self.problem(windows, self.free, {})
-        fit = problem.solve(scales, max_iterations=cfg.max_iterations)
+        fit = problem.solve(scales, starts, max_iterations=cfg.max_iterations)
+        reseeded = self.reseed(windows, fit)
+        if reseeded.any():  # the scales refitted with the improved starts
+            fit = problem.solve(
+                fit.scales,
+                fit.starts,
+                max_iterations=cfg.refit_iterations,
+                local=fit.local,
+                active=reseeded,
+            )
         self.evals += problem.nevals
+        fitted = fit.starts.copy()
         keep = inliers(fit, windows, cfg.outlier_factor)
         if keep.all() or keep.sum() < max(2, len(keep) // 2):
-            return fit, windows, problem
+            return fit, windows, problem, fitted
         kept = windows.subset(keep)
         problem = self.problem(kept, self.free, {})
         fit = problem.solve(fit.scales, fit.starts[keep], max_iterations=cfg.refit_iterations)
         self.evals += problem.nevals
         self.dropped += int((~keep).sum())
-        return fit, kept, problem
+        fitted[keep] = fit.starts
+        return fit, kept, problem, fitted
+
+    def reseed(self, windows: Windows, fit: Fit) -> np.ndarray:
+        """Restart badly fitted windows from their predecessor's predicted end state.
+
+        A noisy start reading can leave a window's start-state search in the wrong
+        contact mode (a centimetre of penetration is a large force); the window before
+        it, if well fitted, predicts the same instant from its whole window of readings.
+        For each window above ``outlier_factor`` x the median cost whose predecessor is
+        below it, the start states alone are refitted from that prediction (the scales
+        held) and kept where the cost falls; repeated ``reseed_rounds`` times. ``fit`` is
+        updated in place; returns which windows changed.
+        """
+        changed = np.zeros(len(windows), dtype=bool)
+        if not len(windows) or self.cfg.reseed_rounds < 1:
+            return changed
+        flat = fit.residuals.reshape(len(windows), -1)
+        costs = 0.5 * np.sum(flat**2, axis=1)
+        keys = list(zip(windows.episode.tolist(), windows.start.tolist(), strict=True))
+        index = {key: i for i, key in enumerate(keys)}
+        step = self.cfg.window_steps
+        predecessor = np.array([index.get((e, s - step), -1) for e, s in keys], dtype=int)
+        shooting = self.problem(windows, [], fit.scales)
+        for _ in range(self.cfg.reseed_rounds):
+            limit = self.cfg.outlier_factor * np.median(costs)
+            bad = np.flatnonzero((costs > limit) & (predecessor >= 0))
+            bad = bad[costs[predecessor[bad]] <= limit]
+            if not len(bad):
+                break
+            predicted = shooting.predicted({}, fit.starts)
+            sub = self.problem(windows.subset(bad), [], fit.scales)
+            local_fit = sub.solve({}, predicted[predecessor[bad], -1], max_iterations=12)
+            self.evals += shooting.nevals + sub.nevals
+            shooting.nevals = 0
+            new = 0.5 * np.sum(local_fit.residuals.reshape(len(bad), -1) ** 2, axis=1)
+            better = new < costs[bad]
+            rows = bad[better]
+            fit.starts[rows] = local_fit.starts[better]
+            fit.residuals[rows] = local_fit.residuals[better]
+            costs[rows] = new[better]
+            changed[rows] = True
+            if not better.any():
+                break
+        fit.cost = float(costs.sum())
+        return changed
 
     def set_weights(self, error: np.ndarray, windows: Windows) -> None:
         """One over each dimension's noise level, estimated from fit residuals."""
@@ -527,7 +629,7 @@ class _Fitter:
         every = self.windows(delay)
         self.say(f"  final fit: {len(every)} windows, {len(self.free)} scales")
         self.dropped = 0
-        fit, windows, problem = self.robust_fit(every, scales, held_first=False)
+        fit, windows, problem, _ = self.robust_fit(every, scales, held_first=False)
         if self.free:  # the Jacobian at the solution itself, for the intervals
             theta = np.array([fit.scales[f] for f in self.free])
             flat = fit.residuals.reshape(len(windows), -1)
@@ -577,7 +679,7 @@ class _Fitter:
                 "window_steps": self.cfg.window_steps,
                 "cost": fit.cost,
                 "final_iterations": fit.iterations,
-                "rollout_batches": self.evals,
+                "rollout_batches": round(self.evals, 1),
                 "total_delay_scan": {int(k): float(v) for k, v in scan.items()},
                 "total_delay_profile": profile,
                 "split_costs": {int(k): float(v) for k, v in split_costs.items()},
@@ -601,6 +703,15 @@ def noise_levels(error: np.ndarray, windows: Windows) -> np.ndarray:
     mask = windows.mask
     count = mask.sum(axis=(0, 1)) - len(windows)
     return np.sqrt(np.sum((error * mask) ** 2, axis=(0, 1)) / np.maximum(count, 1))
+
+
+def profile_range(
+    costs: dict[int, float], best: int, sigma2: float, allowed: float
+) -> tuple[int, int]:
+    """The offsets from ``best`` of the delays whose profile cost is within the likelihood-
+    ratio bound: ``2 (c - c_best) / sigma2 < allowed`` (chi-square, 1 dof)."""
+    inside = [d for d, c in costs.items() if 2 * (c - costs[best]) / sigma2 < allowed]
+    return min(inside) - best, max(inside) - best
 
 
 def _rms(error: np.ndarray, windows: Windows) -> np.ndarray:
@@ -672,14 +783,31 @@ def _add_intervals(cal: Calibration, fitter: _Fitter, cfg: CalibrationConfig, rn
             2 * fit.cost / max(int(np.count_nonzero(windows.mask)) - fit.starts.size, 1), 1e-12
         )
         allowed = stats.chi2.ppf(cfg.confidence, 1)
-        inside = [d for d, c in profile.items() if 2 * (c - profile[best]) / sigma2 < allowed]
-        lo, hi = min(inside) - best, max(inside) - best
-        for name, substeps in (
-            ("timing.obs_latency_s", cal.delay["obs_substeps"]),
-            ("timing.action_latency_s", cal.delay["action_substeps"]),
+        lo, hi = profile_range(profile, best, sigma2, allowed)
+        obs, action = cal.delay["obs_substeps"], cal.delay["action_substeps"]
+        split = {int(k): v for k, v in cal.diagnostics.get("split_costs", {}).items()}
+        if (
+            split
+            and len(split) < best + 1
+            and max(split.values()) - min(split.values()) < (allowed * sigma2 / 2)
         ):
+            obs_lo, obs_hi = 0, best  # every refined split fits alike: any split may
+        elif split:
+            obs_lo, obs_hi = (obs + d for d in profile_range(split, obs, sigma2, allowed))
+        else:
+            obs_lo = obs_hi = obs
+        # the split's range, widened by the total's where the total is uncertain too
+        ranges = {
+            "timing.obs_latency_s": (obs_lo + min(lo, 0), obs_hi + max(hi, 0)),
+            "timing.action_latency_s": (best + lo - obs_hi, best + hi - obs_lo),
+        }
+        fit_obs = "timing.obs_latency_s" in cal.estimates
+        if not (fit_obs and "timing.action_latency_s" in cal.estimates):
+            only = obs if fit_obs else action  # one latency fitted: it carries the total
+            ranges = {name: (only + lo, only + hi) for name in ranges}
+        for name, (low, high) in ranges.items():
             if name in cal.estimates:
-                cal.intervals[name] = (max(0, substeps + lo) * h, (substeps + hi) * h)
+                cal.intervals[name] = (max(0, low) * h, max(0, high) * h)
         if hi > lo:
             cal.warnings.append(
                 f"the total latency is only known to {hi - lo + 1} substeps "

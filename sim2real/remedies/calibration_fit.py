@@ -81,35 +81,63 @@ class ShootingProblem:
         self.nevals += 1
         return self.model.simulate(self.windows, starts)
 
-    def weighted(self, scales: dict[str, float], starts: np.ndarray) -> np.ndarray:
-        """Weighted residuals (n, W + 1, obs_dim)."""
-        error = self.predicted(scales, starts) - self.windows.targets
-        return error * self.weights * self.mask
+    def weighted(
+        self, scales: dict[str, float], starts: np.ndarray, rows: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Weighted residuals (n, W + 1, obs_dim), or of the windows ``rows`` only."""
+        if rows is None:
+            error = self.predicted(scales, starts) - self.windows.targets
+            return error * self.weights * self.mask
+        windows = self.windows.subset(rows)
+        self.model.set_scales({**self.fixed, **scales})
+        self.nevals += len(rows) / max(self.n, 1)
+        error = self.model.simulate(windows, starts) - windows.targets
+        return error * self.weights * self.mask[rows]
 
     def cost_at(self, scales: dict[str, float], starts: np.ndarray | None = None) -> float:
         """Half the sum of squared weighted residuals, start states held where given."""
         starts = self.windows.targets[:, 0] if starts is None else starts
         return 0.5 * float(np.sum(self.weighted(scales, starts) ** 2))
 
-    def jacobian(
-        self, theta: np.ndarray, starts: np.ndarray, base: np.ndarray, free_starts: bool = True
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Forward differences: ``(shared (n, R, k), local (n, R, d))``, R = (W + 1) * d
-        (``local`` is zero when the start states are held)."""
+    def local_jacobian(
+        self, theta: np.ndarray, starts: np.ndarray, base: np.ndarray, rows: np.ndarray
+    ) -> np.ndarray:
+        """Forward differences in the start states of the windows ``rows``: (len(rows), R, d)."""
+        per = self.rows * self.dim
+        scales = dict(zip(self.free, theta, strict=True))
+        local = np.zeros((len(rows), per, self.dim))
+        z = starts[rows]
+        for j in range(self.dim):
+            step = FD_STEP * np.maximum(1.0, np.abs(z[:, j]))
+            moved = z.copy()
+            moved[:, j] += step
+            r = self.weighted(scales, moved, rows).reshape(len(rows), per)
+            local[:, :, j] = (r - base[rows]) / step[:, None]
+        return local
+
+    def shared_jacobian(
+        self, theta: np.ndarray, starts: np.ndarray, base: np.ndarray
+    ) -> np.ndarray:
+        """Forward differences in the scales, every window: (n, R, k)."""
         n, per = self.n, self.rows * self.dim
         scales = dict(zip(self.free, theta, strict=True))
-        local = np.zeros((n, per, self.dim))
-        for j in range(self.dim if free_starts else 0):
-            step = FD_STEP * np.maximum(1.0, np.abs(starts[:, j]))
-            moved = starts.copy()
-            moved[:, j] += step
-            local[:, :, j] = (self.weighted(scales, moved).reshape(n, per) - base) / step[:, None]
         shared = np.empty((n, per, len(self.free)))
         for i, name in enumerate(self.free):
             step = FD_STEP * max(1.0, abs(theta[i]))
             moved_scales = {**scales, name: theta[i] + step}
             shared[:, :, i] = (self.weighted(moved_scales, starts).reshape(n, per) - base) / step
-        return shared, local
+        return shared
+
+    def jacobian(
+        self, theta: np.ndarray, starts: np.ndarray, base: np.ndarray, free_starts: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Forward differences: ``(shared (n, R, k), local (n, R, d))``, R = (W + 1) * d
+        (``local`` is zero when the start states are held)."""
+        if free_starts:
+            local = self.local_jacobian(theta, starts, base, np.arange(self.n))
+        else:
+            local = np.zeros((self.n, self.rows * self.dim, self.dim))
+        return self.shared_jacobian(theta, starts, base), local
 
     def solve(
         self,
@@ -119,9 +147,20 @@ class ShootingProblem:
         max_iterations: int = 30,
         tol: float = 1e-9,
         free_starts: bool = True,
+        settle: float = 1e-3,
+        local: np.ndarray | None = None,
+        active: np.ndarray | None = None,
     ) -> Fit:
         """Levenberg-Marquardt from ``scales`` and ``starts`` (default: the logged observations);
-        with ``free_starts=False`` the start states are held (a cheap first pass)."""
+        with ``free_starts=False`` the start states are held (a cheap first pass).
+
+        A window's start-state Jacobian is recomputed only while the window is still
+        settling (its last step moved it and cut its cost by more than ``settle`` of
+        itself); a settled window (or one whose step was refused, so its start did not
+        move) keeps its last one, which changes little when the scales do. The residuals
+        are always exact, so the fixed point is the same. ``local`` and ``active`` carry
+        such Jacobians over from an earlier solve of the same windows.
+        """
         z = (self.windows.targets[:, 0] if starts is None else starts).copy()
         theta = np.array([scales[f] for f in self.free], dtype=np.float64)
         k, n, per = len(self.free), self.n, self.rows * self.dim
@@ -131,18 +170,30 @@ class ShootingProblem:
         total = costs.sum() + _prior(theta)
         lam_windows, lam_scales, iterations = np.full(n, 1e-3), 1e-3, 0
         shared = np.zeros((n, per, k))
-        local = np.zeros((n, per, self.dim))
+        if local is None or active is None or not free_starts:
+            local = np.zeros((n, per, self.dim))
+            active = np.full(n, free_starts)
+        else:
+            local, active = local.copy(), np.asarray(active, dtype=bool).copy()
         for iterations in range(1, max_iterations + 1):  # noqa: B007 (returned)
-            shared, local = self.jacobian(theta, z, r, free_starts)
+            if k:
+                shared = self.shared_jacobian(theta, z, r)
+            if active.any():
+                rows = np.flatnonzero(active)
+                local[rows] = self.local_jacobian(theta, z, r, rows)
             accepted = False
             for _ in range(8):
                 d_theta, d_z = lm_step(shared, local, r, theta, lam_windows, lam_scales)
+                if not free_starts:
+                    d_z[:] = 0.0
                 new_theta = np.clip(theta + d_theta, *SCALE_BOUNDS)
                 moved = self.weighted(as_dict(new_theta), z + d_z).reshape(n, per)
                 moved_costs = 0.5 * np.sum(moved**2, axis=1)
-                if k:  # each window may keep its old start under the new scales
+                if k and free_starts:  # each window may keep its old start under the new scales
                     kept = self.weighted(as_dict(new_theta), z).reshape(n, per)
                     kept_costs = 0.5 * np.sum(kept**2, axis=1)
+                elif k:
+                    kept, kept_costs = moved, moved_costs
                 else:
                     kept, kept_costs = r, costs
                 take = np.isfinite(moved_costs) & (moved_costs < kept_costs)
@@ -156,6 +207,8 @@ class ShootingProblem:
             if not accepted:
                 break
             drop = total - new_total
+            if free_starts:
+                active = take & (costs - new_costs > settle * new_costs)
             theta, total, costs = new_theta, new_total, new_costs
             z = np.where(take[:, None], z + d_z, z)
             r = np.where(take[:, None], moved, kept)

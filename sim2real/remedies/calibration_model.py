@@ -25,7 +25,7 @@ import mujoco
 import numpy as np
 from mujoco import rollout
 
-from sim2real.remedies.state import StateFromObs, state_from_obs
+from sim2real.remedies.state import VELOCITY_CLIP, StateFromObs, state_from_obs
 from sim2real.skews.dynamics import ModelSkews
 from sim2real.tasks import get_task
 
@@ -89,11 +89,13 @@ def build_windows(
     length: int,
     delay: Delay,
     exact: StateFromObs,
+    clip_margin: float = 0.0,
 ) -> Windows:
     """Cut ``episodes`` (``(observations, actions)`` pairs) into windows of ``length`` steps.
 
     A window whose first observation does not determine the state (a velocity on
-    its clip bound) is skipped.
+    its clip bound, or with noisy readings within ``clip_margin`` of it, where the
+    true velocity may lie beyond the bound) is skipped.
     """
     F, W = frame_skip, length
     parts: dict[str, list] = {k: [] for k in Windows.__dataclass_fields__}
@@ -108,6 +110,9 @@ def build_windows(
         if len(starts) == 0:
             continue
         starts = starts[np.asarray(exact.exact(obs[starts]), dtype=bool).reshape(-1)]
+        if exact.clipped_velocity and clip_margin > 0 and len(starts):
+            _, qvel = exact(obs[starts])
+            starts = starts[np.all(np.abs(qvel) < VELOCITY_CLIP - clip_margin, axis=-1)]
         for k in starts:
             steps = k + offsets
             first = max(0, k * F - delay.obs)
