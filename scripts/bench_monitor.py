@@ -95,53 +95,93 @@ def bench(task: str, noise: float, args: argparse.Namespace) -> dict:
         "steps": monitor.calibration.steps,
         "exact_share": monitor.calibration.exact_share,
     }
-    streams = sim_streams(task, policy, args.fa_steps, 20_000, noise, lanes=8)
-    alarms, steps = false_alarms(monitor, streams)
-    result["false_alarms"] = {"alarms": alarms, "steps": steps, "episodes": len(streams)}
-    print(f"  false alarms {alarms} in {steps} tested steps", flush=True)
-    result["skews"] = {}
+    partial = args.out / f"partial_{task}_{noise:g}.json"
+    if partial.exists() and not args.fresh:  # resume: rows already measured are kept
+        result = {**result, **json.loads(partial.read_text())}
+    if "false_alarms" not in result:
+        streams = sim_streams(task, policy, args.fa_steps, 20_000, noise, lanes=8)
+        alarms, steps = false_alarms(monitor, streams)
+        result["false_alarms"] = {"alarms": alarms, "steps": steps, "episodes": len(streams)}
+        partial.write_text(json.dumps(result, indent=1))
+    fa = result["false_alarms"]
+    print(f"  false alarms {fa['alarms']} in {fa['steps']} steps", flush=True)
+    result.setdefault("skews", {})
     for name, (skews, field, truth) in SKEWS.items():
+        if name in result["skews"]:
+            continue
         streams = sim_streams(
             task, policy, 0, 30_000, noise, skews=skews, lanes=8, episodes=args.episodes
         )
         episodes = [run_episode(monitor, obs, act) for obs, act in streams]
         result["skews"][name] = {"field": field, "truth": truth, "episodes": episodes}
+        partial.write_text(json.dumps(result, indent=1))
         found = [e for e in episodes if e["alarm"] is not None]
         print(f"  {name}: {len(found)}/{len(episodes)} detected", flush=True)
+    result["skews"] = {name: result["skews"][name] for name in SKEWS}
     return result
 
 
-def cost(task: str, steps: int = 3000) -> dict:
-    """Milliseconds per update without the matched filters, side by side with env.step."""
+def cost(task: str, out: Path, steps: int = 4000, rounds: int = 4) -> dict:
+    """Milliseconds per call, measured side by side in one process and interleaved in rounds
+    (so that all share the same contention): the nominal one-step prediction alone
+    (``mj_step`` with ``nstep=frame_skip``), ``env.step`` of the sim variant, and ``update``
+    of the omnibus-only and of the full monitor (no identification: no alarm on sim)."""
+    import gymnasium as gym
+    import mujoco
+
     import sim2real  # noqa: F401
     from sim2real.remedies.monitor import SkewMonitor, sim_streams
 
-    monitor = SkewMonitor(task, 1e-4, 0.01, matched=False, prepare_steps=2000)
-    full = SkewMonitor(task, 1e-4, 0.01, prepare_steps=2000)
-    streams = sim_streams(task, None, steps, 5, 0.01, lanes=1)
-    out = {}
-    for label, mon in (("update (omnibus only)", monitor), ("update (matched filters)", full)):
-        elapsed = n = 0
-        for obs, act in streams:
-            mon.reset()
-            t0 = time.perf_counter()
-            for t in range(len(act)):
-                mon.update(obs[t], act[t])
-            elapsed += time.perf_counter() - t0
-            n += len(act)
-        out[label] = 1e3 * elapsed / n
-    import gymnasium as gym
-
+    saved = out / f"monitor_{task}_0.01.json"
+    full = SkewMonitor.load(saved) if saved.exists() else SkewMonitor(task, 1e-4, 0.01)
+    full.identify_every = 0
+    omnibus = SkewMonitor(task, 1e-4, 0.01, matched=False, prepare_steps=2000)
+    streams = sim_streams(task, f"policies/{task}/sim/seed0", steps, 5, 0.01, lanes=1)
     env = gym.make(f"sim2real/{task}-sim-v0")
     env.reset(seed=0)
+    ref = omnibus.reference
+    model, data = ref.model, mujoco.MjData(ref.model)
     rng = np.random.default_rng(0)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        _, _, term, trunc, _ = env.step(rng.uniform(-1, 1, env.action_space.shape))
-        if term or trunc:
-            env.reset()
-    out["env.step (sim variant)"] = 1e3 * (time.perf_counter() - t0) / steps
-    return out
+    commands = rng.uniform(-1, 1, (steps, *env.action_space.shape))
+    times: dict[str, list[float]] = {}
+
+    def updates(mon) -> float:
+        t0, n = time.perf_counter(), 0
+        for obs, act in streams:
+            mon.reset()
+            for t in range(len(act)):
+                mon.update(obs[t], act[t])
+            n += len(act)
+        return (time.perf_counter() - t0) / n
+
+    def env_steps() -> float:
+        t0 = time.perf_counter()
+        for a in commands:
+            _, _, term, trunc, _ = env.step(a)
+            if term or trunc:
+                env.reset()
+        return (time.perf_counter() - t0) / steps
+
+    def predictions() -> float:
+        t0 = time.perf_counter()
+        for a in commands:
+            data.ctrl[:] = a
+            mujoco.mj_step(model, data, nstep=ref.frame_skip)
+            if not np.isfinite(data.qpos[0]):  # pragma: no cover
+                mujoco.mj_resetData(model, data)
+        return (time.perf_counter() - t0) / steps
+
+    probes = {
+        "mj_step(nstep=frame_skip)": predictions,
+        "env.step (sim variant)": env_steps,
+        "update (omnibus only)": lambda: updates(omnibus),
+        "update (full, no identification)": lambda: updates(full),
+    }
+    for _ in range(rounds):
+        for label, probe in probes.items():
+            times.setdefault(label, []).append(probe())
+    env.close()
+    return {label: 1e3 * float(np.median(t)) for label, t in times.items()}
 
 
 def _right(episodes: list[dict], key: str, field: str) -> list[dict]:
@@ -221,7 +261,7 @@ def main() -> None:
     print(table(results))
     if args.cost:
         for task in args.tasks.split(","):
-            for label, ms in cost(task).items():
+            for label, ms in cost(task, args.out).items():
                 print(f"{task:<12} {label:<28} {ms:.3f} ms")
 
 

@@ -124,7 +124,7 @@ def test_suspect_and_size_on_a_clear_case(
 # ---------------------------------------------------------------------- files, wrapper
 def test_save_load_round_trip(noiseless: SkewMonitor, tmp_path) -> None:
     path = noiseless.save(tmp_path / "monitor.json")
-    assert json.loads(path.read_text())["format"] == "sim2real.monitor/1"
+    assert json.loads(path.read_text())["format"] == "sim2real.monitor/2"
     loaded = SkewMonitor.load(path)
     assert loaded.calibration == noiseless.calibration
     obs, actions = _longest(
@@ -197,3 +197,61 @@ def test_cli_writes_report_and_refuses_bad_input(noiseless: SkewMonitor, tmp_pat
     assert (out / "report.md").is_file() and (out / "monitor.png").stat().st_size > 0
     assert main(["monitor", "--task", "Hoppr", "--logs", str(logs)]) == 2
     assert main(["monitor", "--task", TASK, "--logs", str(tmp_path / "none")]) == 2
+
+
+# ---------------------------------------------------------------------- whitening, matched filters
+def test_whitener_whitens_a_correlated_sample_with_outliers() -> None:
+    """The robust covariance ignores a few gross outliers; its whitener makes the core white."""
+    rng = np.random.default_rng(3)
+    mix = np.array([[1.0, 0.0, 0.0], [0.9, 0.3, 0.0], [0.2, -0.5, 0.1]])
+    x = rng.normal(size=(20_000, 3)) @ mix.T
+    x[:40] *= 1e3  # contact outliers
+    t = stats.whitener(stats.robust_covariance(x, np.full(3, 1e-9)))
+    z = x[40:] @ t.T
+    assert np.allclose(np.cov(z.T), np.eye(3), atol=0.08)
+
+
+def test_matched_increments_clip_at_their_sim_sigma() -> None:
+    j = np.array([[[1.0, 0.0]], [[0.0, 2.0]]])  # two blocks, one direction
+    z = np.array([[10.0, 0.0], [0.0, 0.5]])
+    a, v = stats.matched_increments(j, z, np.array([1.0]), clip=4.0)
+    assert np.allclose(v[:, 0], [1.0, 4.0])
+    assert np.allclose(a[:, 0], [4.0, 1.0])  # 10 clipped at 4 sigma; 1.0 within 8
+    unclipped, _ = stats.matched_increments(j, z, np.array([1.0]), clip=np.inf)
+    assert np.allclose(unclipped[:, 0], [10.0, 1.0])
+
+
+# ---------------------------------------------------------------------- a noisy stream
+@pytest.fixture(scope="module")
+def noisy() -> SkewMonitor:
+    """A Hopper monitor for 0.01 sensor noise, prepared on the shipped sim-trained policy."""
+    return SkewMonitor(
+        TASK, 1e-3, 0.01, policy="policies/Hopper/sim/seed0", prepare_steps=6000, seed=5
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("skews", "field", "within"),
+    [
+        ({"dynamics": {"actuator_strength": 0.7}}, "dynamics.actuator_strength", 200),
+        ({"timing": {"obs_latency_s": 0.04}}, LATENCY, 15),
+    ],
+    ids=["dynamics: motor", "timing: total latency"],
+)
+def test_noisy_stream_alarms_and_names_the_skew(
+    noisy: SkewMonitor, skews: dict, field: str, within: int
+) -> None:
+    """Under 0.01 sensor noise the block matched filters (8-step open-loop windows whitened
+    by the sim residual covariance) and the delay tests still catch a clear skew early."""
+    assert noisy.block == 8
+    policy = "policies/Hopper/sim/seed0"
+    obs, actions = _longest(
+        sim_streams(TASK, policy, 0, seed=21, noise_std=0.01, skews=skews, lanes=2, episodes=2)
+    )
+    state = _first_alarm(noisy, obs, actions)
+    assert state is not None and state.alarm_step <= within
+    suspects, estimate = noisy.identify()
+    assert suspects[0].field == field
+    if field == LATENCY:
+        assert estimate.substeps == 20  # 40 ms in 2 ms substeps

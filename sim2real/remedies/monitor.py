@@ -4,31 +4,39 @@ The reference model is the nominal simulator itself: at every control step it is
 set to the state the previous observation implies, the command is applied, and
 the prediction is compared with the observation that arrives (DESIGN.md
 section 7). Steps whose state the observation does not determine (a velocity on
-its clip) are skipped. The residuals, whitened by their per-dimension scale on
-the sim variant, feed three kinds of sequential test:
+its clip) are skipped. Residuals are whitened with the residual covariance
+measured on the sim variant under the stated sensor noise, one covariance for
+predictions that end in contact and one for those that do not (sensor noise in
+a contact state turns into large, correlated velocity residuals). Three kinds
+of sequential test run on them:
 
-* an omnibus CUSUM over the (capped) mean squared whitened residual, which
-  catches anything that makes residuals large;
-* for each dynamics field (and for a one-step command lag), a matched filter:
-  the exponentially weighted sum of the residuals projected on that field's
-  finite-difference sensitivity, normalized by its sim variance, over a short
-  and a long window (a small skew accumulates there, while noise averages out);
+* an omnibus CUSUM over the (capped) squared Mahalanobis norm of the one-step
+  residual, which catches anything that makes residuals large;
 * for a few total delays (half, one, two and three control steps), Page's
-  CUSUM of the log-likelihood ratio of "delayed by d substeps" against "no
-  delay".
+  CUSUM of the Gaussian log-likelihood ratio of "delayed by d substeps" against
+  "no delay", one step at a time (clipped, less a small drift);
+* for each dynamics field, a matched filter (the generalized likelihood ratio
+  along the field's sensitivity direction): over blocks of ``block`` control
+  steps, open-loop from an exact observation, ``sum_i s_i' W r_i`` over
+  ``sqrt(sum_i c s_i' W s_i)`` with exponential forgetting over a short and a
+  long window (``s_i`` the block's sensitivity to the field, ``r_i`` its
+  residual, ``W`` the inverse block covariance, ``c`` the sim variance ratio).
+  A skew accumulates over a block while the anchor's noise enters once; on a
+  noiseless stream blocks are one step long.
 
 Every test's threshold is calibrated on sim streams under the stated sensor
 noise so that all together raise at most ``false_alarm_rate`` alarms per
-control step. After an alarm, identification regresses the recent residuals on
-each field's sensitivity (one field at a time) and profiles the total delay in
-physics substeps. From commands and observations alone, observation and action
-latency show as one total delay: the monitor reports the total and cannot say
-how it splits.
+control step. After an alarm, identification regresses the recent blocks'
+residuals on each field's sensitivity (one field at a time) and profiles the
+total delay in physics substeps. From commands and observations alone,
+observation and action latency show as one total delay: the monitor reports
+the total and cannot say how it splits.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -40,14 +48,23 @@ import numpy as np
 
 from sim2real.remedies import monitor_stats as stats
 from sim2real.remedies.monitor_model import ReferenceModel, resolve_task
+from sim2real.remedies.monitor_predict import Block, OneStep, StreamPredictor
 
 LATENCY = "timing.total_latency_s"  # the one latency the stream identifies (obs + action)
-FORMAT = "sim2real.monitor/1"
+FORMAT = "sim2real.monitor/2"
 CUSUM_DRIFT = 2.0  # omnibus CUSUM drift, x the sim mean increment: detects a doubled variance
 CUSUM_CAP = 50.0  # cap on one step's omnibus increment: one outlier cannot alarm alone
-WINDOWS = (25, 250)  # matched-filter windows in control steps (exponential forgetting)
-CLIP = 4.0  # whitened residuals are clipped here when the stream is noisy (heavy tails)
+NOISY_BLOCK = 8  # control steps per matched-filter block on a noisy stream (1 when noiseless)
+INCREMENT_CLIP = 4.0  # a block's matched-filter increment is clipped at this many sim sigmas
+LLR_CLIP = 20.0  # one step's delay log-likelihood ratio is clipped at this (heavy tails)
+LLR_DRIFT = 1.0  # subtracted from each step's delay log-likelihood ratio: short excursions on sim
 EXACT_MARGIN = 4.0  # a velocity within this many noise sigmas of its clip is not exact
+WINDOWS = (25, 250)  # matched-filter windows in control steps for one-step blocks
+
+
+def windows_for(block: int) -> tuple[int, int]:
+    """Matched-filter windows (control steps) for blocks of ``block`` steps."""
+    return WINDOWS if block <= 1 else (10 * block, 50 * block)
 
 
 # ---------------------------------------------------------------------- results
@@ -88,7 +105,8 @@ class MonitorState:
         step: control steps seen this episode.
         alarm: whether an alarm has been raised this episode (it stays raised).
         statistic: the largest test statistic over its threshold (an alarm at >= 1).
-        channel: the test that leads (``omnibus`` or ``<field>@<window>``).
+        channel: the test that leads (``omnibus``, ``<field>@<window>`` or
+            ``timing.total_latency_s=<substeps>``).
         alarm_step: the step of the alarm, or None.
         suspects: every field with its score, highest first (empty before an alarm).
         estimate: the leading suspect's size, or None.
@@ -117,15 +135,18 @@ class Calibration:
 
     Attributes:
         noise_std: the sensor noise the monitor was prepared for, per dimension.
-        scale: the residual scale per observation dimension (obs units).
+        scale: the one-step residual's robust scale per observation dimension (obs units).
         thresholds: per test channel, its threshold.
         steps: calibration steps used (exact transitions).
         exact_share: share of steps whose state the observation determined.
         false_alarm_rate: the target, alarms per control step (all tests together).
         drift: the omnibus CUSUM's drift per step (twice its sim mean increment).
-        variance_ratio: per matched-filter direction, the sim variance of the projected
-            residual per unit of squared sensitivity.
+        variance_ratio: per dynamics field, the sim variance of the block's projected
+            residual per unit of squared whitened sensitivity.
         extrapolated: per channel, whether its threshold was extrapolated (tail fit).
+        block: control steps per matched-filter block.
+        whiten_step: one-step whitening matrices ``T`` (``z = T r``), [no contact, contact].
+        whiten_block: the same for block residuals.
     """
 
     noise_std: list[float]
@@ -137,6 +158,9 @@ class Calibration:
     drift: float = CUSUM_DRIFT
     variance_ratio: dict[str, float] = field(default_factory=dict)
     extrapolated: dict[str, bool] = field(default_factory=dict)
+    block: int = 1
+    whiten_step: list = field(default_factory=list)
+    whiten_block: list = field(default_factory=list)
 
 
 # ---------------------------------------------------------------------- the monitor
@@ -155,14 +179,17 @@ class SkewMonitor:
             false-alarm rate holds for the states it visits.
         prepare_steps: control steps of sim data for the thresholds (>= 50,000
             recommended: the noise statistics have heavy tails).
-        matched: run the matched filters (four extra predictions per step); without
-            them only the omnibus test runs (cheapest; blind to small dynamics skews).
-        window: transitions kept for identification.
+        matched: run the matched filters and the delay tests (one extra prediction per
+            dynamics field and per delay each step); without them only the omnibus
+            test runs (one prediction per step; blind to small dynamics skews).
+        window: control steps of blocks kept for identification (at least 50 blocks).
         max_delay_s: the largest total latency the delay profile considers, seconds.
         identify_every: after an alarm, re-identify every this many steps (0: only at
             the alarm).
         seed: seeds the preparation episodes.
         calibration: a previous preparation's result (skips preparation).
+        block: control steps per matched-filter block (default 1 on a noiseless stream,
+            8 on a noisy one).
     """
 
     def __init__(
@@ -180,6 +207,7 @@ class SkewMonitor:
         seed: int = 0,
         calibration: Calibration | None = None,
         progress: bool = False,
+        block: int | None = None,
     ) -> None:
         if not 0 < false_alarm_rate < 1:
             raise ValueError(f"false_alarm_rate must be in (0, 1), got {false_alarm_rate}")
@@ -197,49 +225,57 @@ class SkewMonitor:
         self.identify_every = int(identify_every)
         self._noisy = bool(self.noise_std.any())
         self._margin = EXACT_MARGIN * float(self.noise_std.max())
-        self._gammas = np.array([1.0 - 1.0 / w for w in WINDOWS])
-        self.directions = (*self.reference.fields, LATENCY)  # the matched filters' directions
+        if calibration is not None:
+            block = calibration.block
+        elif block is None:
+            block = NOISY_BLOCK if self._noisy else 1
+        if block < 1:
+            raise ValueError(f"block must be >= 1 control step, got {block}")
+        self.block = int(block) if self.matched else 0
+        self.windows = windows_for(self.block)
+        self._gammas = np.array([1.0 - self.block / w for w in self.windows]) if self.block else []
+        self.fields = self.reference.fields
         fs = self.reference.frame_skip
         # Candidate total delays (substeps) of the delay CUSUMs: half, one, two, three steps.
-        self.delays = tuple(
-            d for d in sorted({max(1, fs // 2), fs, 2 * fs, 3 * fs}) if d <= self.max_delay
-        )
-        matched_channels = tuple(f"{f}@{w}" for f in self.directions for w in WINDOWS)
+        delays = sorted({max(1, fs // 2), fs, 2 * fs, 3 * fs})
+        self.delays = tuple(d for d in delays if d <= self.max_delay) if self.matched else ()
+        matched_channels = tuple(f"{f}@{w}" for f in self.fields for w in self.windows)
         delay_channels = tuple(f"{LATENCY}={d}" for d in self.delays)
         self.channels = (
             "omnibus", *((matched_channels + delay_channels) if self.matched else ())
         )  # fmt: skip
+        self.predictor = StreamPredictor(self.reference, self.block, self.delays, self._margin)
         if calibration is None:
             calibration = self._prepare(policy, int(prepare_steps), int(seed), progress)
         self.calibration = calibration
+        self._set_calibration(calibration)
+        self.reset()
+
+    def _set_calibration(self, calibration: Calibration) -> None:
         self._scale = np.asarray(calibration.scale)
+        self._t_step = np.asarray(calibration.whiten_step, dtype=np.float64)
+        self._t_block = np.asarray(calibration.whiten_block, dtype=np.float64)
         self._omni_h = calibration.thresholds["omnibus"]
         self._drift = calibration.drift
+        th = calibration.thresholds
         self._mf_h = np.array(
-            [
-                [calibration.thresholds.get(f"{f}@{w}", np.inf) for w in WINDOWS]
-                for f in self.directions
-            ]
-        ).reshape(len(self.directions), len(WINDOWS))
-        self._delay_h = np.array(
-            [calibration.thresholds.get(f"{LATENCY}={d}", np.inf) for d in self.delays]
-        )
+            [[th.get(f"{f}@{w}", np.inf) for w in self.windows] for f in self.fields]
+        ).reshape(len(self.fields), len(self.windows))
+        self._delay_h = np.array([th.get(f"{LATENCY}={d}", np.inf) for d in self.delays])
         ratio = calibration.variance_ratio
-        self._var_ratio = np.array([ratio.get(f, 1.0) for f in self.directions])[:, None]
-        self.reset()
+        self._var_ratio = np.array([ratio.get(f, 1.0) for f in self.fields])
 
     # ------------------------------------------------------------------ online
     def reset(self) -> MonitorState:
         """Start a new episode: forget the stream, clear the alarm."""
         self._step = 0
-        self._prev: tuple[np.ndarray, np.ndarray, bool] | None = None
-        history = 2 * self.window + self.max_delay // self.reference.frame_skip + 2
+        self.predictor.reset()
+        history = 64 + self.max_delay // self.reference.frame_skip + 2
         self._obs: deque[np.ndarray] = deque(maxlen=history)
         self._actions: deque[np.ndarray] = deque(maxlen=history)
-        self._last_actions: deque[np.ndarray] = deque(
-            maxlen=self.max_delay // self.reference.frame_skip + 2
-        )
-        self._buffer: deque[tuple[int, np.ndarray, np.ndarray | None]] = deque(maxlen=self.window)
+        self._steps_tested: deque[int] = deque(maxlen=40)  # steps whose transition was exact
+        kept = max(self.window // max(self.block, 1), 50)
+        self._blocks: deque[tuple[Block, np.ndarray, np.ndarray]] = deque(maxlen=kept)
         self._alarm_step: int | None = None
         self._last_identified: int | None = None
         self.rearm()
@@ -250,8 +286,9 @@ class SkewMonitor:
         """Zero every test statistic and clear the alarm, keeping the stream (after an
         alarm has been handled, or to count false alarms)."""
         self._cusum = 0.0
-        self._num = np.zeros((len(self.directions), len(WINDOWS)))
+        self._num = np.zeros((len(self.fields), len(self.windows)))
         self._var = np.zeros_like(self._num)
+        self._mf_ratio, self._mf_channel = 0.0, "omnibus"
         self._delay_cusum = np.zeros(len(self.delays))
         self._alarm_step = None
         self._suspects: tuple[Suspect, ...] = ()
@@ -265,16 +302,25 @@ class SkewMonitor:
         """
         obs = _checked(obs, self.obs_dim, "obs")
         action = _checked(action, self.act_dim, "action")
-        used = False
-        statistic, channel = self.state.statistic, self.state.channel
-        if self._prev is not None and self._prev[2]:
-            used = True
-            statistic, channel = self._test(obs)
+        one, block = self.predictor.step(obs, action)
+        statistic, channel = 0.0, "omnibus"
+        if one is not None:
+            self._steps_tested.append(self._step)
+            statistic, channel = self._test_step(one)
+        else:
+            statistic = self._cusum / self._omni_h
+            if self.delays:
+                ratio_d = self._delay_cusum / self._delay_h
+                best_d = int(np.argmax(ratio_d))
+                if ratio_d[best_d] > statistic:
+                    statistic, channel = float(ratio_d[best_d]), f"{LATENCY}={self.delays[best_d]}"
+        if block is not None:
+            self._test_block(block)
+        if self._mf_ratio > statistic:
+            statistic, channel = self._mf_ratio, self._mf_channel
         self._step += 1
         self._obs.append(obs)
         self._actions.append(action)
-        self._last_actions.append(action)
-        self._prev = (obs, action, self.reference.exact(obs, self._margin))
         alarm = self._alarm_step is not None
         if not alarm and statistic >= 1.0:
             self._alarm_step, alarm = self._step, True
@@ -282,7 +328,7 @@ class SkewMonitor:
             self.identify()
         self.state = MonitorState(
             self._step, alarm, statistic, channel, self._alarm_step,
-            self._suspects, self._estimate, used,
+            self._suspects, self._estimate, one is not None,
         )  # fmt: skip
         return self.state
 
@@ -298,86 +344,76 @@ class SkewMonitor:
             return self.identify_every > 0
         return self.identify_every > 0 and self._step - last >= self.identify_every
 
-    def _test(self, obs: np.ndarray) -> tuple[float, str]:
-        prev_obs, prev_action, _ = self._prev
-        reference = self.reference
-        nominal = reference.predict(prev_obs, prev_action)
-        z = (obs - nominal) / self._scale
-        if self._noisy:
-            np.minimum(z, CLIP, out=z)
-            np.maximum(z, -CLIP, out=z)
-        x = min(float(np.dot(z, z)) / self.obs_dim, CUSUM_CAP)
+    def _test_step(self, one: OneStep) -> tuple[float, str]:
+        """Omnibus and delay CUSUMs on one transition's residual."""
+        t = self._t_step[int(one.contact)]
+        z = t @ one.residual
+        base = float(np.dot(z, z))
+        x = min(base / self.obs_dim, CUSUM_CAP)
         self._cusum = max(0.0, self._cusum + x - self._drift)
         statistic, channel = self._cusum / self._omni_h, "omnibus"
-        j = None
-        if self.matched:
-            earlier = self._actions[-2] if len(self._actions) > 1 else prev_action
-            j = reference.sensitivities(prev_obs, prev_action, nominal) / self._scale
-            lag = (reference.predict(prev_obs, earlier, scratch=True) - nominal) / self._scale
-            directions = np.vstack((j, lag))
-            proj = directions @ z
-            energy = np.einsum("fd,fd->f", directions, directions)
-            self._num = self._gammas * self._num + proj[:, None]
-            self._var = self._gammas**2 * self._var + self._var_ratio * energy[:, None]
-            ratio = stats.self_normalized(self._num, self._var) / self._mf_h
-            best = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
-            if ratio[best] > statistic:
-                statistic = float(ratio[best])
-                channel = f"{self.directions[best[0]]}@{WINDOWS[best[1]]}"
-            # Page's CUSUM of the log-likelihood ratio "total delay d" against "no delay".
-            previous = list(self._last_actions)[:-1]
-            base = float(np.dot(z, z))
-            for i, delay in enumerate(self.delays):
-                delayed = reference.predict(prev_obs, prev_action, previous, delay, scratch=True)
-                z_d = self._whitened(obs - delayed)
-                llr = 0.5 * (base - float(np.dot(z_d, z_d)))
-                self._delay_cusum[i] = max(0.0, self._delay_cusum[i] + llr)
+        if one.delayed is not None:
+            z_d = one.delayed @ t.T
+            llr = np.clip(0.5 * (base - np.einsum("nd,nd->n", z_d, z_d)), -LLR_CLIP, LLR_CLIP)
+            np.maximum(self._delay_cusum + llr - LLR_DRIFT, 0.0, out=self._delay_cusum)
             ratio_d = self._delay_cusum / self._delay_h
             best_d = int(np.argmax(ratio_d))
             if ratio_d[best_d] > statistic:
-                statistic = float(ratio_d[best_d])
-                channel = f"{LATENCY}={self.delays[best_d]}"
-        self._buffer.append((self._step, z, j))
+                statistic, channel = float(ratio_d[best_d]), f"{LATENCY}={self.delays[best_d]}"
         return statistic, channel
+
+    def _test_block(self, block: Block) -> None:
+        """The matched filters on one block."""
+        z, j = self._whiten_block(block)
+        a, v = stats.matched_increments(
+            j, z, self._var_ratio, INCREMENT_CLIP if self._noisy else np.inf
+        )
+        self._num = self._gammas * self._num + a[:, None]
+        self._var = self._gammas**2 * self._var + v[:, None]
+        ratio = stats.self_normalized(self._num, self._var) / self._mf_h
+        best = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
+        self._mf_ratio = float(ratio[best])
+        self._mf_channel = f"{self.fields[best[0]]}@{self.windows[best[1]]}"
+        self._blocks.append((block, z, j))
+
+    def _whiten_block(self, block: Block) -> tuple[np.ndarray, np.ndarray]:
+        t = self._t_block[int(block.contact)]
+        return t @ block.residual, block.sensitivity @ t.T
 
     # ------------------------------------------------------------------ identification
     def identify(self) -> tuple[tuple[Suspect, ...], Estimate | None]:
-        """Regress the recent residuals on each field's sensitivity and profile the delay.
-
-        Updates ``state.suspects`` and ``state.estimate`` from the next update on.
+        """Regress the recent blocks' residuals on each field's sensitivity and profile
+        the delay. Updates ``state.suspects`` and ``state.estimate`` from the next update on.
         """
         self._last_identified = self._step
-        if not self._buffer:
+        scores: dict[str, float] = {}
+        estimates: dict[str, Estimate] = {}
+        if self._blocks and self.fields:
+            blocks = [b for b, _, _ in self._blocks]
+            z = np.array([z for _, z, _ in self._blocks])
+            j = np.array([j for _, _, j in self._blocks])
+            fits = {name: stats.fit_field(j[:, i], z) for i, name in enumerate(self.fields)}
+            scores = {name: fit.explained for name, fit in fits.items()}
+            estimates = {
+                name: Estimate(name, 1 + fit.delta, 1 + fit.delta - 1.96 * fit.se,
+                               1 + fit.delta + 1.96 * fit.se)
+                for name, fit in fits.items()
+            }  # fmt: skip
+            # A linear fit around nominal misjudges a large skew: refine the two best fields
+            # and score them by what their refined value explains.
+            for name in sorted(fits, key=lambda n: -scores[n])[:2]:
+                estimates[name], scores[name] = self._refine(name, fits[name], blocks, z, j)
+        tested = [s for s in self._steps_tested if self._step - 1 - s < len(self._obs) - 1]
+        if tested and self.max_delay > 0:
+            scores[LATENCY], estimates[LATENCY] = self._delay_profile(tested)
+            if self._blocks and self.fields:  # score the best delay on the same blocks
+                scores[LATENCY] = self._explained_on_blocks(estimates[LATENCY].substeps)
+        if not scores:
             return self._suspects, self._estimate
-        steps, z, j = self._recent()
-        fits = {name: stats.fit_field(j[:, i], z) for i, name in enumerate(self.reference.fields)}
-        latency = self._delay_profile(steps[-min(len(steps), 40) :])
-        scores = {name: fit.explained for name, fit in fits.items()}
-        # A linear fit around nominal misjudges a large skew: refine the two best fields
-        # and score them by what their refined value explains.
-        estimates = {
-            name: Estimate(name, 1 + fit.delta, 1 + fit.delta - 1.96 * fit.se,
-                           1 + fit.delta + 1.96 * fit.se)
-            for name, fit in fits.items()
-        }  # fmt: skip
-        for name in sorted(fits, key=lambda n: -scores[n])[:2]:
-            estimates[name], scores[name] = self._refine(name, fits[name], steps, z, j)
-        scores[LATENCY] = latency[0]
-        estimates[LATENCY] = latency[1]
         ranked = sorted(scores.items(), key=lambda item: -item[1])
         self._suspects = tuple(Suspect(name, float(score)) for name, score in ranked)
         self._estimate = estimates[ranked[0][0]]
         return self._suspects, self._estimate
-
-    def _recent(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        kept = [entry for entry in self._buffer if self._step - 1 - entry[0] < len(self._obs) - 1]
-        steps = np.array([s for s, _, _ in kept])
-        z = np.array([z for _, z, _ in kept])
-        if self.matched:
-            j = np.array([j for _, _, j in kept])
-        else:
-            j = np.array([self._sensitivity_at(s) for s in steps])
-        return steps, z, j
 
     def _transition(self, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(obs before, command, obs after, earlier commands) of the transition tested at
@@ -388,46 +424,42 @@ class SkewMonitor:
         actions = list(self._actions)
         return self._obs[before], actions[before], self._obs[after], np.array(actions[:before])
 
-    def _sensitivity_at(self, step: int) -> np.ndarray:
-        before, command, _, _ = self._transition(step)
-        nominal = self.reference.predict(before, command, scratch=True)
-        return self.reference.sensitivities(before, command, nominal) / self._scale
-
-    def _whitened(self, residual: np.ndarray) -> np.ndarray:
-        z = residual / self._scale
-        return np.clip(z, -CLIP, CLIP) if self._noisy else z
-
-    def _delay_profile(self, steps: np.ndarray) -> tuple[float, Estimate]:
+    def _delay_profile(self, steps: list[int]) -> tuple[float, Estimate]:
         """Best total delay (substeps) on ``steps``: (explained share, estimate)."""
         ssr = np.zeros(self.max_delay + 1)
+        ref = self.reference
         for step in steps:
             before, command, after, earlier = self._transition(int(step))
+            t = None
             for delay in range(self.max_delay + 1):
-                predicted = self.reference.predict(before, command, earlier, delay, scratch=True)
-                ssr[delay] += float(np.sum(self._whitened(after - predicted) ** 2))
+                predicted = ref.predict(before, command, earlier, delay, scratch=True)
+                if t is None:  # the nominal prediction's contact picks the whitening
+                    t = self._t_step[int(ref._scratch.ncon > 0)]
+                z = t @ (after - predicted)
+                ssr[delay] += float(np.dot(z, z))
         best = int(np.argmin(ssr))
         # Profile interval: delays within the chi-square(1) 95 % bound of the best, with the
         # residual variance per whitened dimension estimated at the best delay.
         sigma2 = max(ssr[best] / (len(steps) * self.obs_dim), 1e-300)
         inside = np.nonzero(ssr - ssr[best] <= 3.84 * sigma2)[0]
-        dt = self.reference.substep_s
+        dt = ref.substep_s
         explained = 1.0 - ssr[best] / ssr[0] if ssr[0] > 0 else 0.0
         estimate = Estimate(LATENCY, best * dt, inside.min() * dt, inside.max() * dt, best)
         return float(explained), estimate
 
     def _refine(
-        self, name: str, fit: stats.FieldFit, steps: np.ndarray, z: np.ndarray, j: np.ndarray
+        self, name: str, fit: stats.FieldFit, blocks: list[Block], z: np.ndarray, j: np.ndarray
     ) -> tuple[Estimate, float]:
         """Two chord steps (Gauss-Newton with the nominal sensitivity) on the field's value:
         the estimate and the share of the residual sum of squares it explains."""
-        index = self.reference.fields.index(name)
+        index = self.fields.index(name)
         value, se, explained = 1.0 + fit.delta, fit.se, fit.explained
         total = float(np.sum(z * z))
         for iteration in range(3):
             if not 0.2 < value < 5.0:
                 break
             variant = self.reference.variant(name, value)
-            resid = np.array([self._residual_on(int(s), variant) for s in steps])
+            resid = np.array([self._residual_on(b, variant) for b in blocks])
             explained = max(1.0 - float(np.sum(resid * resid)) / total, 0.0) if total else 0.0
             if iteration == 2:
                 break
@@ -436,73 +468,95 @@ class SkewMonitor:
         half = 1.96 * se
         return Estimate(name, value, value - half, value + half), explained
 
-    def _residual_on(self, step: int, variant: Any) -> np.ndarray:
-        before, command, after, _ = self._transition(step)
-        return self._whitened(after - self.reference.predict(before, command, variant=variant))
+    def _residual_on(self, block: Block, variant: Any, delay: int = 0) -> np.ndarray:
+        predicted = self.predictor.replay(block, variant, delay)
+        return self._t_block[int(block.contact)] @ (block.end - predicted)
+
+    def _explained_on_blocks(self, delay: int) -> float:
+        """The share of the blocks' residual sum of squares that a total delay of ``delay``
+        substeps removes (the dynamics fields are scored on the same blocks)."""
+        z = np.array([z for _, z, _ in self._blocks])
+        total = float(np.sum(z * z))
+        if delay == 0 or total <= 0:
+            return 0.0
+        nominal = (self.reference.model, self.reference._scratch)
+        resid = np.array([self._residual_on(b, nominal, delay) for b, _, _ in self._blocks])
+        return max(1.0 - float(np.sum(resid * resid)) / total, 0.0)
 
     # ------------------------------------------------------------------ preparation
     def _prepare(self, policy: Any, steps: int, seed: int, progress: bool) -> Calibration:
         streams = sim_streams(self.task, policy, steps, seed, self.noise_std, progress=progress)
-        residuals, sens, delayed, episode_of, total = [], [], [], [], 0
-        lag_steps = self.max_delay // self.reference.frame_skip + 1
+        ones: list[OneStep] = []
+        blocks: list[Block] = []
+        one_episode, block_episode, total = [], [], 0
         for index, (obs, actions) in enumerate(streams):
+            self.predictor.reset()
             for t in range(len(actions)):
                 total += 1
-                if not self.reference.exact(obs[t], self._margin):
-                    continue
-                nominal = self.reference.predict(obs[t], actions[t])
-                residuals.append(obs[t + 1] - nominal)
-                if self.matched:
-                    earlier = actions[t - 1] if t > 0 else actions[t]
-                    lag = self.reference.predict(obs[t], earlier, scratch=True) - nominal
-                    dyn = self.reference.sensitivities(obs[t], actions[t], nominal)
-                    sens.append(np.vstack((dyn, lag)))
-                    previous = actions[max(0, t - lag_steps) : t]
-                    delayed.append([
-                        obs[t + 1]
-                        - self.reference.predict(obs[t], actions[t], previous, d, scratch=True)
-                        for d in self.delays
-                    ])  # fmt: skip
-                episode_of.append(index)
-        r = np.asarray(residuals)
+                one, block = self.predictor.step(obs[t], actions[t])
+                if one is not None:
+                    ones.append(one)
+                    one_episode.append(index)
+                if block is not None:
+                    blocks.append(block)
+                    block_episode.append(index)
+            one, block = self.predictor.step(obs[-1], actions[-1])  # the last transition
+            if one is not None:
+                ones.append(one)
+                one_episode.append(index)
+            if block is not None:
+                blocks.append(block)
+                block_episode.append(index)
+        self.predictor.reset()
         floor = np.maximum(1e-3 * self.noise_std, 1e-6)  # MuJoCo's solver tolerance: 1e-8
+        r = np.array([o.residual for o in ones])
+        contact = np.array([o.contact for o in ones])
         scale = stats.robust_scale(r, floor)
-        z = r / scale
-        if self._noisy:
-            z = np.clip(z, -CLIP, CLIP)
-        x = stats.omnibus_increment(z, CUSUM_CAP)
-        n_channels = len(self.channels)
-        rate = self.false_alarm_rate / n_channels
+        t_step = _regime_whiteners(r, contact, floor)
+        z = np.einsum("nij,nj->ni", t_step[contact.astype(int)], r)
         n = len(z)
+        rate = self.false_alarm_rate / len(self.channels)
+        x = stats.omnibus_increment(z, CUSUM_CAP)
         drift = max(CUSUM_DRIFT * float(np.mean(x)), 1e-6)
         thresholds, extrapolated, variance_ratio = {}, {}, {}
         omni = stats.calibrate_threshold(
             lambda h: stats.cusum_alarms(x, drift, h), n, rate, start=1.0, minimum=1.0
         )
         thresholds["omnibus"], extrapolated["omnibus"] = omni.value, omni.extrapolated
-        if self.matched:
-            j = np.asarray(sens) / scale  # (n, directions, d)
-            proj = np.einsum("nfd,nd->nf", j, z)
-            energy = np.einsum("nfd,nfd->nf", j, j)
-            episodes = np.asarray(episode_of)
-            cuts = np.nonzero(np.diff(episodes))[0] + 1
-            for f_index, name in enumerate(self.directions):
-                # Variance of the projection per unit of squared sensitivity, never below 1:
-                # residuals beneath the whitening scale (its floor on a noiseless stream)
-                # are insignificant, not noise to be normalized up.
-                c = max(
-                    float(np.sum(proj[:, f_index] ** 2) / max(np.sum(energy[:, f_index]), 1e-300)),
-                    1.0,
-                )
-                variance_ratio[name] = c
-                for gamma, w in zip(self._gammas, WINDOWS, strict=True):
+        t_block = np.zeros((2, self.obs_dim, self.obs_dim))
+        if self.delays:
+            delayed = np.array([o.delayed for o in ones])  # (n, delays, d)
+            z_d = np.einsum("nij,nkj->nki", t_step[contact.astype(int)], delayed)
+            base = np.sum(z * z, axis=1)
+            for i, delay in enumerate(self.delays):
+                llr = np.clip(0.5 * (base - np.sum(z_d[:, i] ** 2, axis=1)), -LLR_CLIP, LLR_CLIP)
+                found = stats.calibrate_threshold(
+                    lambda h, v=llr: stats.cusum_alarms(v, LLR_DRIFT, h), n, rate, start=1.0,
+                    minimum=1.0,
+                )  # fmt: skip
+                thresholds[f"{LATENCY}={delay}"] = found.value
+                extrapolated[f"{LATENCY}={delay}"] = found.extrapolated
+        if self.block and blocks:
+            rb = np.array([b.residual for b in blocks])
+            cb = np.array([b.contact for b in blocks])
+            t_block = _regime_whiteners(rb, cb, floor)
+            tb = t_block[cb.astype(int)]
+            zb = np.einsum("nij,nj->ni", tb, rb)
+            jb = np.einsum("nij,nfj->nfi", tb, np.array([b.sensitivity for b in blocks]))
+            proj = np.einsum("nfd,nd->nf", jb, zb)
+            energy = np.einsum("nfd,nfd->nf", jb, jb)
+            ratio = _variance_ratio(proj, energy, robust=self._noisy)
+            variance_ratio = {name: float(c) for name, c in zip(self.fields, ratio, strict=True)}
+            a, v = stats.matched_increments(
+                jb, zb, ratio, INCREMENT_CLIP if self._noisy else np.inf
+            )
+            cuts = np.nonzero(np.diff(np.asarray(block_episode)))[0] + 1
+            for f_index, name in enumerate(self.fields):
+                for gamma, w in zip(self._gammas, self.windows, strict=True):
                     series = np.concatenate([
-                        stats.self_normalized(
-                            stats.ew_sums(p, gamma), stats.ew_sums(c * e, gamma**2)
-                        )
-                        for p, e in zip(
-                            np.split(proj[:, f_index], cuts),
-                            np.split(energy[:, f_index], cuts),
+                        stats.ew_self_normalized(pa, pv, gamma)
+                        for pa, pv in zip(
+                            np.split(a[:, f_index], cuts), np.split(v[:, f_index], cuts),
                             strict=True,
                         )
                     ])  # fmt: skip
@@ -511,18 +565,6 @@ class SkewMonitor:
                     )
                     thresholds[f"{name}@{w}"] = found.value
                     extrapolated[f"{name}@{w}"] = found.extrapolated
-            z_delayed = np.asarray(delayed) / scale  # (n, delays, d)
-            if self._noisy:
-                z_delayed = np.clip(z_delayed, -CLIP, CLIP)
-            base = np.sum(z * z, axis=1)
-            for i, delay in enumerate(self.delays):
-                llr = 0.5 * (base - np.sum(z_delayed[:, i] ** 2, axis=1))
-                found = stats.calibrate_threshold(
-                    lambda h, v=llr: stats.cusum_alarms(v, 0.0, h), n, rate, start=1.0,
-                    minimum=1.0,
-                )  # fmt: skip
-                thresholds[f"{LATENCY}={delay}"] = found.value
-                extrapolated[f"{LATENCY}={delay}"] = found.extrapolated
         return Calibration(
             noise_std=self.noise_std.tolist(),
             scale=scale.tolist(),
@@ -533,6 +575,9 @@ class SkewMonitor:
             drift=drift,
             variance_ratio=variance_ratio,
             extrapolated=extrapolated,
+            block=self.block,
+            whiten_step=t_step.tolist(),
+            whiten_block=t_block.tolist(),
         )
 
     # ------------------------------------------------------------------ files
@@ -549,6 +594,7 @@ class SkewMonitor:
                 "max_delay_s": self.max_delay * self.reference.substep_s,
                 "identify_every": self.identify_every,
             },
+            "channels": list(self.channels),
             "calibration": asdict(self.calibration),
         }
         path.write_text(json.dumps(payload, indent=1))
@@ -559,7 +605,10 @@ class SkewMonitor:
         """A monitor saved by :meth:`save`, ready to run (no preparation)."""
         payload = json.loads(Path(path).read_text())
         if payload.get("format") != FORMAT:
-            raise ValueError(f"{path}: not a saved monitor (format {payload.get('format')!r})")
+            raise ValueError(
+                f"{path}: not a monitor of this version (format {payload.get('format')!r}, "
+                f"expected {FORMAT!r}); prepare it again"
+            )
         calibration = Calibration(**payload["calibration"])
         return cls(
             payload["task"],
@@ -610,6 +659,13 @@ class Monitored(gym.Wrapper):
 
 # ---------------------------------------------------------------------- helpers
 def _checked(value: Any, dim: int, what: str) -> np.ndarray:
+    if (
+        type(value) is np.ndarray
+        and value.dtype == np.float64
+        and value.shape == (dim,)
+        and math.isfinite(value.sum())  # a NaN or inf anywhere makes the sum non-finite
+    ):
+        return value
     array = np.asarray(value, dtype=np.float64)
     if array.shape != (dim,):
         raise ValueError(f"{what} must have shape ({dim},), got {array.shape}")
@@ -617,6 +673,39 @@ def _checked(value: Any, dim: int, what: str) -> np.ndarray:
         bad = np.nonzero(~np.isfinite(array))[0].tolist()
         raise ValueError(f"{what} must be finite, got NaN or inf in dimensions {bad}")
     return array
+
+
+def _regime_whiteners(residuals: np.ndarray, contact: np.ndarray, floor: np.ndarray) -> np.ndarray:
+    """Whitening matrices ``(2, d, d)`` for residuals ending out of and in contact: each from
+    its regime's robust covariance, the pooled one where a regime has too few residuals."""
+    pooled = stats.whitener(stats.robust_covariance(residuals, floor))
+    out = np.empty((2, *pooled.shape))
+    for regime in (0, 1):
+        rows = residuals[contact.astype(int) == regime]
+        enough = len(rows) >= max(20 * residuals.shape[1], 200)
+        out[regime] = stats.whitener(stats.robust_covariance(rows, floor)) if enough else pooled
+    return out
+
+
+def _variance_ratio(proj: np.ndarray, energy: np.ndarray, robust: bool) -> np.ndarray:
+    """Per direction, the sim variance of the projected block residual per unit of squared
+    whitened sensitivity (``proj``, ``energy``: ``(blocks, directions)``).
+
+    On a noisy stream it is robust (the squared MAD-scale of ``proj / sqrt(energy)``):
+    a few contact blocks with huge residuals would otherwise set the scale for all and
+    bury a small skew; the increments are then clipped at :data:`INCREMENT_CLIP` of it.
+    On a noiseless stream it is the plain ratio, never below 1: residuals beneath the
+    whitening scale (its floor) are insignificant, not noise to be normalized up.
+    """
+    if not robust:
+        return np.maximum(np.sum(proj**2, axis=0) / np.maximum(energy.sum(axis=0), 1e-300), 1)
+    out = np.ones(proj.shape[1])
+    for f in range(proj.shape[1]):
+        keep = energy[:, f] > 0
+        if keep.sum() >= 10:
+            q = proj[keep, f] / np.sqrt(energy[keep, f])
+            out[f] = max(float(stats.robust_scale(q[:, None], np.array([1e-12]))[0]) ** 2, 1e-12)
+    return out
 
 
 def _noise_std(value: Any, task: str, dim: int) -> np.ndarray:

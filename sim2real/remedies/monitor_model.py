@@ -28,6 +28,14 @@ DYNAMICS_FIELDS: tuple[str, ...] = (
     "dynamics.damping_scale",
 )
 FD_STEP = 0.05  # relative change of a field for its finite-difference sensitivity
+# Friction's response is one-sided: a foot that sticks ignores more friction, one that is
+# about to slip feels less. Its sensitivity is the secant towards a slippery floor (-20 %).
+FD_STEPS = {"dynamics.friction_scale": -0.2}
+
+
+def fd_step(name: str) -> float:
+    """The relative step of ``name``'s finite-difference (secant) sensitivity."""
+    return FD_STEPS.get(name, FD_STEP)
 
 # Tasks whose observation is [qpos[skip:], qvel] (clipped at +-10 where the task clips).
 _POSITIONS_VELOCITIES = {"Hopper": 1, "Walker2d": 1, "HalfCheetah": 1, "InvertedPendulum": 0}
@@ -96,7 +104,8 @@ class ReferenceModel:
         self._skip = skip if fits else None
         self._npos = self.model.nq - skip if fits else 0
         self._velocity_dims = self._find_velocity_dims()
-        self._nudged = {f: self._variant({f: 1.0 + FD_STEP}) for f in self.fields}
+        self._nudged = {f: self._variant({f: 1.0 + fd_step(f)}) for f in self.fields}
+        self.fd_steps = np.array([fd_step(f) for f in self.fields])
         self._variants: dict[tuple[str, float], tuple[mujoco.MjModel, mujoco.MjData]] = {}
 
     # ------------------------------------------------------------------ building
@@ -179,6 +188,12 @@ class ReferenceModel:
             model, data = variant
         else:
             model, data = self.model, self._scratch if scratch else self.data
+        self.anchor(data, obs)
+        self.advance(model, data, command, previous, delay)
+        return self._observe(data)
+
+    def anchor(self, data: mujoco.MjData, obs: np.ndarray) -> None:
+        """Set ``data`` to the state ``obs`` implies."""
         skip = self._skip
         if skip is not None:  # [qpos[skip:], qvel]: write the state straight from obs
             data.qpos[:skip] = 0.0
@@ -188,6 +203,17 @@ class ReferenceModel:
             qpos, qvel = self.state(obs)
             data.qpos[:] = qpos
             data.qvel[:] = qvel
+
+    def advance(
+        self,
+        model: mujoco.MjModel,
+        data: mujoco.MjData,
+        command: np.ndarray,
+        previous: np.ndarray | Sequence[np.ndarray] | None = None,
+        delay: int = 0,
+    ) -> None:
+        """One control step of ``data`` from its current state under ``command`` (delayed by
+        ``delay`` substeps, ``previous`` the commands before it, newest last)."""
         if delay == 0:
             data.ctrl[:] = command
             mujoco.mj_step(model, data, nstep=self.frame_skip)
@@ -195,13 +221,16 @@ class ReferenceModel:
             for n_substeps, ctrl in self._segments(command, previous, delay):
                 data.ctrl[:] = ctrl
                 mujoco.mj_step(model, data, nstep=n_substeps)
+
+    def observe(self, data: mujoco.MjData) -> np.ndarray:
+        """The observation of ``data``'s state (the task's own, clipped where it clips)."""
         return self._observe(data)
 
     def _segments(
         self, command: np.ndarray, previous: np.ndarray | None, delay: int
     ) -> list[tuple[int, np.ndarray]]:
         lag, offset = divmod(delay, self.frame_skip)
-        history = [command] if previous is None else [*previous, command]
+        history = [command] if previous is None or len(previous) == 0 else [*previous, command]
 
         def back(k: int) -> np.ndarray:  # the command of k steps ago (the first one held)
             return history[max(len(history) - 1 - k, 0)]
@@ -216,13 +245,17 @@ class ReferenceModel:
         self, obs: np.ndarray, command: np.ndarray, nominal: np.ndarray
     ) -> np.ndarray:
         """``d next_obs / d field`` per field, shape ``(fields, obs_dim)``, by forward
-        differences of :data:`FD_STEP` around nominal (``nominal``: the nominal prediction)."""
+        differences of :func:`fd_step` around nominal (``nominal``: the nominal prediction)."""
         out = np.empty((len(self.fields), self.obs_dim))
         for i, name in enumerate(self.fields):
             model, data = self._nudged[name]
             data.qacc_warmstart[:] = self.data.qacc_warmstart
-            out[i] = (self.predict(obs, command, variant=(model, data)) - nominal) / FD_STEP
+            out[i] = (self.predict(obs, command, variant=(model, data)) - nominal) / fd_step(name)
         return out
+
+    def nudged(self, name: str) -> mujoco.MjModel:
+        """The nominal model with ``name`` scaled by ``1 + fd_step(name)`` (finite differences)."""
+        return self._nudged[name][0]
 
     def variant(self, name: str, value: float) -> tuple[mujoco.MjModel, mujoco.MjData]:
         """A private model with ``name`` set to ``value`` (cached for reuse)."""

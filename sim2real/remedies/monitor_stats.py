@@ -143,3 +143,57 @@ def fit_field(j: np.ndarray, z: np.ndarray) -> FieldFit:
     var = float(np.sum(score**2) + 2 * np.sum(score[1:] * score[:-1])) / q**2
     explained = 1.0 - float(np.sum(error * error)) / total
     return FieldFit(delta, float(np.sqrt(max(var, 0.0))), max(explained, 0.0))
+
+
+def robust_covariance(
+    residuals: np.ndarray, floor: np.ndarray, clip: float = 4.0, iterations: int = 3
+) -> np.ndarray:
+    """Robust covariance ``(d, d)`` of ``residuals`` ``(n, d)``, plus ``diag(floor**2)``.
+
+    Start from each dimension clipped at ``clip`` robust scales about its median, then
+    winsorize whole rows in the Mahalanobis norm of the current estimate at the 99.9 %
+    chi-square quantile, a few times: contact outliers lie far off the correlated core,
+    and clipping dimensions one by one would inflate its thin directions.
+    """
+    from scipy.stats import chi2
+
+    x = residuals - np.median(residuals, axis=0)
+    scale = robust_scale(residuals, floor)
+    n, d = x.shape
+    ridge = np.diag(np.square(floor))
+    clipped = np.clip(x, -clip * scale, clip * scale)
+    cov = clipped.T @ clipped / max(n - 1, 1) + ridge
+    bound = float(np.sqrt(chi2.ppf(0.999, d)))
+    for _ in range(iterations):
+        distance = np.linalg.norm(x @ whitener(cov).T, axis=1)
+        weight = np.minimum(1.0, bound / np.maximum(distance, 1e-300))
+        xw = x * weight[:, None]
+        cov = xw.T @ xw / max(n - 1, 1) + ridge
+    return cov
+
+
+def whitener(cov: np.ndarray) -> np.ndarray:
+    """``T`` with ``T cov T^T = I`` (the inverse Cholesky factor): ``z = T r`` is white."""
+    from scipy.linalg import cholesky, solve_triangular
+
+    factor = cholesky(cov, lower=True)
+    return solve_triangular(factor, np.eye(len(cov)), lower=True)
+
+
+def matched_increments(
+    j: np.ndarray, z: np.ndarray, ratio: np.ndarray, clip: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per window and direction, the projection of the whitened residual on the whitened
+    sensitivity and its sim variance: ``a = j . z`` clipped at ``clip`` sim sigmas, and
+    ``v = ratio |j|^2``.  ``j``: ``(..., F, d)``, ``z``: ``(..., d)``, ``ratio``: ``(F,)``."""
+    a = np.einsum("...fd,...d->...f", j, z)
+    v = ratio * np.einsum("...fd,...fd->...f", j, j)
+    if not np.isfinite(clip):
+        return a, v
+    bound = clip * np.sqrt(v)
+    return np.clip(a, -bound, bound), v
+
+
+def ew_self_normalized(a: np.ndarray, v: np.ndarray, gamma: float) -> np.ndarray:
+    """``N_t^2 / V_t`` with ``N_t = gamma N + a_t`` and ``V_t = gamma^2 V + v_t`` along axis 0."""
+    return self_normalized(ew_sums(a, gamma), ew_sums(v, gamma**2))

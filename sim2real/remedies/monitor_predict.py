@@ -1,0 +1,159 @@
+"""The monitor's predictions along a stream: one-step residuals and k-step blocks.
+
+:class:`StreamPredictor` turns the stream a policy sees (observation, command, ...)
+into the raw quantities the monitor's tests and its preparation share:
+
+* a :class:`OneStep` residual for every transition whose starting observation
+  determines the state: the observation minus the nominal one-step prediction,
+  the same for a few total delays (the delay tests), and whether the nominal
+  prediction ends in contact;
+* a :class:`Block` every ``block`` control steps: the observation minus the
+  nominal open-loop prediction over the block from its anchor observation, with
+  the finite-difference sensitivity of that prediction to each dynamics field.
+  Over several steps a dynamics skew accumulates (a velocity error grows with
+  the block, a position error with its square) while the anchor's sensor noise
+  enters once, so a small skew is far more visible than in one step.
+
+Preparation (on sim streams) and the online monitor run exactly this code.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import mujoco
+import numpy as np
+
+from sim2real.remedies.monitor_model import ReferenceModel
+
+
+@dataclass(frozen=True)
+class OneStep:
+    """One transition: residual ``(d,)``, delayed residuals ``(delays, d)`` or None, and
+    whether the nominal prediction ends in contact."""
+
+    residual: np.ndarray
+    delayed: np.ndarray | None
+    contact: bool
+
+
+@dataclass(frozen=True)
+class Block:
+    """A k-step open-loop block from an exact anchor observation.
+
+    Attributes:
+        anchor: the observation the block starts from.
+        commands: the commands applied, ``(k, act_dim)``.
+        end: the observation at its end.
+        residual: ``end`` minus the nominal prediction, ``(d,)``.
+        sensitivity: d prediction / d field per field, ``(fields, d)``.
+        contact: whether the nominal prediction ends in contact.
+        previous: the commands before the anchor, newest last (for delayed replays).
+    """
+
+    anchor: np.ndarray
+    commands: np.ndarray
+    end: np.ndarray
+    residual: np.ndarray
+    sensitivity: np.ndarray
+    contact: bool
+    previous: tuple[np.ndarray, ...] = ()
+
+
+class StreamPredictor:
+    """Runs the reference model along one stream at a time (``reset`` per episode).
+
+    Args:
+        reference: the nominal model and its nudged copies.
+        block: control steps per block (0: no blocks).
+        delays: total delays (substeps) of the delayed one-step predictions.
+        margin: a velocity within this of its clip makes an observation inexact.
+    """
+
+    def __init__(
+        self, reference: ReferenceModel, block: int, delays: tuple[int, ...], margin: float
+    ) -> None:
+        self.reference = reference
+        self.block = int(block)
+        self.delays = tuple(delays)
+        self.margin = float(margin)
+        model = reference.model
+        self._hyps = [(model, mujoco.MjData(model))] + [
+            (m, mujoco.MjData(m)) for m in (reference.nudged(f) for f in reference.fields)
+        ]
+        self._history = max(self.delays, default=0) // reference.frame_skip + 2
+        self.reset()
+
+    def reset(self) -> None:
+        self._prev: tuple[np.ndarray, np.ndarray, bool] | None = None
+        self._commands: deque[np.ndarray] = deque(maxlen=self._history)
+        self._done: int | None = None  # control steps into the current block, None: idle
+        self._anchor: np.ndarray | None = None
+        self._block_commands: list[np.ndarray] = []
+
+    def step(self, obs: np.ndarray, action: np.ndarray) -> tuple[OneStep | None, Block | None]:
+        """Take the next observation and the command sent on it."""
+        ref = self.reference
+        one = None
+        prev = self._prev
+        if prev is not None and prev[2]:
+            prev_obs, prev_action, _ = prev
+            nominal = ref.predict(prev_obs, prev_action)
+            contact = ref.data.ncon > 0
+            delayed = None
+            if self.delays:
+                previous = list(self._commands)[:-1]
+                delayed = np.empty((len(self.delays), obs.shape[0]))
+                for i, d in enumerate(self.delays):
+                    delayed[i] = obs - ref.predict(prev_obs, prev_action, previous, d, scratch=True)
+            one = OneStep(obs - nominal, delayed, bool(contact))
+        finished = None
+        if self._done is not None and self._done == self.block:
+            finished = self._finish(obs)
+        exact = ref.exact(obs, self.margin)
+        self._commands.append(action)
+        if self.block and self._done is None and exact:
+            self._start(obs)
+        if self._done is not None:
+            for model, data in self._hyps:
+                ref.advance(model, data, action)
+            self._block_commands.append(action)
+            self._done += 1
+        self._prev = (obs, action, exact)
+        return one, finished
+
+    def _start(self, obs: np.ndarray) -> None:
+        warm = self._hyps[0][1].qacc_warmstart
+        for _, data in self._hyps:
+            self.reference.anchor(data, obs)
+            data.qacc_warmstart[:] = warm
+        self._anchor = obs
+        self._previous = tuple(self._commands)
+        self._block_commands = []
+        self._done = 0
+
+    def _finish(self, obs: np.ndarray) -> Block:
+        ref = self.reference
+        nominal = ref.observe(self._hyps[0][1])
+        sens = np.empty((len(self._hyps) - 1, obs.shape[0]))
+        for i, (_, data) in enumerate(self._hyps[1:]):
+            sens[i] = (ref.observe(data) - nominal) / ref.fd_steps[i]
+        self._done = None
+        return Block(
+            self._anchor, np.asarray(self._block_commands), obs, obs - nominal, sens,
+            bool(self._hyps[0][1].ncon > 0), self._previous,
+        )  # fmt: skip
+
+    def replay(
+        self, block: Block, variant: tuple[mujoco.MjModel, mujoco.MjData], delay: int = 0
+    ) -> np.ndarray:
+        """The block's end observation predicted on ``variant`` (same anchor and commands),
+        with the commands delayed by ``delay`` substeps."""
+        model, data = variant
+        self.reference.anchor(data, block.anchor)
+        history = list(block.previous)
+        for command in block.commands:
+            self.reference.advance(model, data, command, history, delay)
+            history.append(command)
+        return self.reference.observe(data)
