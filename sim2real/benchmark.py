@@ -24,10 +24,9 @@ from sim2real.cli_options import (
     add_overwrite,
     add_resume,
     add_seeds,
-    check_resume,
+    claim_out,
     count_episodes,
     progress_enabled,
-    say_reused,
 )
 from sim2real.paths import data_dir
 from sim2real.spec import SkewSpecError, format_validation_error, load_yaml
@@ -296,12 +295,14 @@ def _cli(args: argparse.Namespace) -> int:
         suite = suite.with_seeds(args.seeds)
     out = Path(args.out)
     existing = [e.task for e in suite.tasks if count_episodes(out / e.task / "episodes.jsonl")]
-    check_resume(out, existing, resume=args.resume, overwrite=args.overwrite)
-    if args.overwrite:
-        for task in existing:
-            (out / task / "episodes.jsonl").unlink()
-    if args.resume:
-        say_reused([out / e.task / "episodes.jsonl" for e in suite.tasks])
+    claim_out(
+        out,
+        existing,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        discard=[out / task / "episodes.jsonl" for task in existing],
+        reused=[out / e.task / "episodes.jsonl" for e in suite.tasks],
+    )
     run(suite, out, resume=args.resume, engine=args.engine, progress=progress_enabled(args))
     print((out / RESULTS[1]).read_text())
     print(f"wrote {', '.join(str(out / name) for name in RESULTS)}")

@@ -27,7 +27,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -231,6 +231,35 @@ def say_reused(paths: list[Path], *, stream: TextIO | None = None) -> int:
     where = str(paths[0]) if len(paths) == 1 else f"{len(paths)} results files"
     print(f"--resume: reusing {count} finished episodes from {where}", file=stream or sys.stdout)
     return count
+
+
+def claim_out(
+    out: Path,
+    held: list[str],
+    *,
+    resume: bool,
+    overwrite: bool,
+    discard: Iterable[Path] = (),
+    reused: Iterable[Path] = (),
+) -> None:
+    """The resume/overwrite preamble of a command that writes into ``out``.
+
+    Refuses to run when ``out`` holds results (``held``, named in the message) and
+    neither ``resume`` nor ``overwrite`` says what to do with them (:func:`check_resume`);
+    with ``overwrite``, removes ``discard`` (files, and folders with what they hold);
+    with ``resume``, says how many finished episodes the ``reused`` results files hold
+    (:func:`say_reused`; nothing is said when there are none to name).
+    """
+    check_resume(out, held, resume=resume, overwrite=overwrite)
+    if overwrite:
+        for path in discard:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+    reused = list(reused)
+    if resume and reused:
+        say_reused(reused)
 
 
 # ---- the options -------------------------------------------------------------------------

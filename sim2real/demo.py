@@ -34,10 +34,9 @@ from sim2real.cli_options import (
     add_overwrite,
     add_resume,
     add_seeds,
-    check_resume,
+    claim_out,
     count_episodes,
     progress_enabled,
-    say_reused,
 )
 from sim2real.tasks import get_task
 
@@ -174,22 +173,19 @@ def _cli(args: argparse.Namespace) -> int:
     shipped_groups(args.task)  # no shipped policy: refused before any work
     out = Path(args.out)
     episodes = out / "episodes.jsonl"
-    check_resume(
+    remedies: list[Path] = []  # the remedy steps' results, which --overwrite discards too
+    if args.overwrite:
+        from sim2real.demo_remedies import OUTPUTS  # imports numpy: only when needed
+
+        remedies = [out / name for name in OUTPUTS]
+    claim_out(
         out,
         ["episodes.jsonl"] if count_episodes(episodes) else [],
         resume=args.resume,
         overwrite=args.overwrite,
+        discard=[episodes, *remedies],
+        reused=[episodes],
     )
-    if args.overwrite:
-        import shutil
-
-        from sim2real.demo_remedies import OUTPUTS
-
-        episodes.unlink(missing_ok=True)
-        for name in OUTPUTS:  # the remedy steps' own results go too
-            shutil.rmtree(out / name, ignore_errors=True)
-    if args.resume:
-        say_reused([episodes])
     run(
         args.task,
         args.seeds,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import shutil
 from pathlib import Path
 
 from sim2real.cli_options import (
@@ -16,6 +15,7 @@ from sim2real.cli_options import (
     add_out,
     add_overwrite,
     add_resume,
+    claim_out,
     existing_file,
     existing_folder,
     positive_int,
@@ -119,11 +119,13 @@ def train_from_args(args: argparse.Namespace) -> Path:
 
     # train() checks its input again; here it must pass before an old run is deleted.
     _validate(args.task, args.algo, args.timesteps, args.config, checkpoint, args.randomization)
-    if getattr(args, "overwrite", False):
-        for name in RUN_FILES:
-            (out / name).unlink(missing_ok=True)
-        for name in RUN_FOLDERS:
-            shutil.rmtree(out / name, ignore_errors=True)
+    claim_out(  # check_run_folder has refused what it must; this discards on --overwrite
+        out,
+        [],
+        resume=getattr(args, "resume", False),
+        overwrite=getattr(args, "overwrite", False),
+        discard=[out / name for name in (*RUN_FILES, *RUN_FOLDERS)],
+    )
     if checkpoint is not None:
         steps = re.fullmatch(r".*_(\d+)_steps\.zip", checkpoint.name)
         print(f"resuming {out} from {checkpoint.name} ({steps.group(1) if steps else '?'} steps)")

@@ -13,13 +13,12 @@ from sim2real.cli_options import (
     add_overwrite,
     add_resume,
     add_seeds,
-    check_resume,
+    claim_out,
     count_episodes,
     parse_seeds,
     positive_int,
     probability,
     progress_enabled,
-    say_reused,
 )
 
 __all__ = ["parse_seeds", "register_cli"]
@@ -91,14 +90,16 @@ def _run(args: argparse.Namespace) -> int:
     check_args(args)
     episodes = args.out / RESULT_FILES[0]
     held = [RESULT_FILES[0]] if count_episodes(episodes) else []
-    check_resume(args.out, held, resume=args.resume, overwrite=args.overwrite)
-    if args.overwrite:
-        for name in RESULT_FILES:
-            (args.out / name).unlink(missing_ok=True)
-    elif not held and not args.resume:
+    claim_out(
+        args.out,
+        held,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        discard=[args.out / name for name in RESULT_FILES],
+        reused=[episodes],
+    )
+    if not (held or args.resume or args.overwrite):
         episodes.unlink(missing_ok=True)  # a header without an episode: nothing to keep
-    if args.resume:
-        say_reused([episodes])
     from sim2real.evaluation.gap import evaluate_gap
 
     try:

@@ -104,6 +104,7 @@ def _run(args: argparse.Namespace) -> int:
     if base_spec is not None:
         check_axes(axes, base_spec, resolution=given["resolution"])  # before anything heavy
     policies = cli_options_policies(args.policy)
+    claim_envelope_out(Path(args.out), list(policies), resume=args.resume, overwrite=args.overwrite)
     options = {key: given[key] for key in DEFAULTS if key not in ("task", "axes")}
     options.update(
         engine=args.engine, resume=args.resume, progress=cli_options.progress_enabled(args)
@@ -135,6 +136,32 @@ def _run(args: argparse.Namespace) -> int:
         return 130
     print(f"results in {args.out}/")
     return 0
+
+
+# What a map writes into its folder besides episodes.jsonl; a comparison adds these two.
+MAP_FILES = ("envelope.json", "report.md")
+COMPARISON_FILES = ("comparison.json", "comparison.md")
+
+
+def claim_envelope_out(out: Path, names: list[str], *, resume: bool, overwrite: bool) -> None:
+    """Refuse a run into maps already in ``out`` unless ``--resume`` or ``--overwrite``
+    (one map: ``out/``; several: ``out/<name>/`` each), before any work."""
+    folders = [out] if len(names) == 1 else [out / name.replace("/", "_") for name in names]
+    episodes = [folder / cli_options.EPISODES_FILE for folder in folders]
+    discard = [*episodes, *(f / name for f in folders for name in MAP_FILES)]
+    discard += [p for f in folders if f.is_dir() for p in f.glob("envelope*.png")]
+    cli_options.claim_out(
+        out,
+        [str(path.relative_to(out)) for path in episodes if cli_options.count_episodes(path)],
+        resume=resume,
+        overwrite=overwrite,
+        discard=[*discard, *(out / name for name in COMPARISON_FILES)],
+        reused=episodes,
+    )
+    if not (resume or overwrite):  # a header without an episode: nothing to keep
+        for path in episodes:
+            if path.is_file() and not cli_options.count_episodes(path):
+                path.unlink()
 
 
 def cli_options_policies(items: list[str]) -> dict[str, str]:
@@ -247,5 +274,6 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
         parser, default="runs/envelope", help="output folder (default: runs/envelope)"
     )
     cli_options.add_resume(parser)
+    cli_options.add_overwrite(parser, help="discard the maps already in --out")
     cli_options.add_no_progress(parser)
     parser.set_defaults(func=_run)
