@@ -131,6 +131,11 @@ def bench_task(task: str, args: argparse.Namespace) -> dict:
         row["load"] = round(os.getloadavg()[0], 1)
         row["index"], row["truth"], row["estimates"] = index, spec, cal.estimates
         row["intervals"] = cal.intervals
+        row["diagnostics"] = {
+            k: cal.diagnostics.get(k)
+            for k in ("bootstrap_sd", "selection_shift", "gauss_newton_se", "interval_t",
+                      "windows", "windows_dropped", "cost", "rollout_batches")
+        }  # fmt: skip
         rows.append(row)
         with path.open("a") as stream:
             stream.write(json.dumps(row, default=float) + "\n")
@@ -245,7 +250,7 @@ def main() -> None:
             f"(ratio {loop['ratio']:.0%}; target <= 25 %)",
             flush=True,
         )
-    (args.out / "results.json").write_text(
+    (args.out / f"results-{'-'.join(args.tasks) or 'loop'}.json").write_text(
         json.dumps(
             {
                 "args": {k: str(v) for k, v in vars(args).items()},

@@ -45,6 +45,7 @@ from sim2real.remedies.calibration_fit import (
     ShootingProblem,
     bootstrap_scales,
     information,
+    selection_shift,
 )
 from sim2real.remedies.calibration_model import (
     SCALE_FIELDS,
@@ -84,6 +85,8 @@ class CalibrationConfig:
             task's clip bound (10) is skipped: with noise the true velocity may lie beyond.
         reseed_rounds: rounds of restarting badly fitted windows from their predecessor's
             predicted end state (``_Fitter.reseed``).
+        reseed_factor: a window above this multiple of the median window's cost is
+            restarted (a well-fitted window's cost varies by far less: chi-square).
         prior_range: where a scale the logs cannot identify is randomized.
         identifiable_se: a scale whose standard error exceeds this is flagged.
         resamples: bootstrap resamples.
@@ -97,7 +100,8 @@ class CalibrationConfig:
     refit_iterations: int = 10
     outlier_factor: float = 4.0
     clip_margin: float = 0.5
-    reseed_rounds: int = 2
+    reseed_rounds: int = 3
+    reseed_factor: float = 1.5
     prior_range: tuple[float, float] = (0.5, 1.5)
     identifiable_se: float = 0.05
     resamples: int = 2000
@@ -465,18 +469,20 @@ class _Fitter:
         windows = self.windows(self.split(total))
         sub = windows.subset(self.search_subset(windows))
         fit, kept, _, starts = self.robust_fit(sub, fitted[total][1])
-        self.set_weights(fit.residuals / self.weights, kept)
-        total, scales = self.settle_total(total, fit.scales, starts)
+        error = fit.residuals / self.weights
+        self.set_weights(error, kept)
+        mean = 0.5 * float(np.sum((error * self.weights) ** 2)) / max(len(kept), 1)
+        total, scales = self.settle_total(total, (mean, mean * len(sub), fit.scales, starts))
         return total, scales, costs
 
     def settle_total(
-        self, total: int, scales: dict[str, float], starts: np.ndarray
+        self, total: int, central: tuple[float, float, dict[str, float], np.ndarray]
     ) -> tuple[int, dict[str, float]]:
         """Free-start fits at the neighbouring totals decide (held starts carry the noise of
         the logged starts, which can hide a one-substep error); their costs give the
         delay's profile. Each neighbour starts from the fit at ``total`` (the same windows:
         their start states carry over)."""
-        fits = {total: self.free_cost(total, scales, starts)}
+        fits = {total: central}
         while True:
             for near in (total - 1, total + 1):
                 if 0 <= near <= self.max_total and near not in fits:
@@ -560,7 +566,7 @@ class _Fitter:
         A noisy start reading can leave a window's start-state search in the wrong
         contact mode (a centimetre of penetration is a large force); the window before
         it, if well fitted, predicts the same instant from its whole window of readings.
-        For each window above ``outlier_factor`` x the median cost whose predecessor is
+        For each window above ``reseed_factor`` x the median cost whose predecessor is
         below it, the start states alone are refitted from that prediction (the scales
         held) and kept where the cost falls; repeated ``reseed_rounds`` times. ``fit`` is
         updated in place; returns which windows changed.
@@ -576,7 +582,7 @@ class _Fitter:
         predecessor = np.array([index.get((e, s - step), -1) for e, s in keys], dtype=int)
         shooting = self.problem(windows, [], fit.scales)
         for _ in range(self.cfg.reseed_rounds):
-            limit = self.cfg.outlier_factor * np.median(costs)
+            limit = self.cfg.reseed_factor * np.median(costs)
             bad = np.flatnonzero((costs > limit) & (predecessor >= 0))
             bad = bad[costs[predecessor[bad]] <= limit]
             if not len(bad):
@@ -749,16 +755,24 @@ def _add_intervals(cal: Calibration, fitter: _Fitter, cfg: CalibrationConfig, rn
         used = int(np.count_nonzero(np.abs(info.by_episode).sum(axis=(1, 2)) > 0))
         draws = bootstrap_scales(info, estimate, cfg.resamples, rng)
         spread = draws.std(axis=0, ddof=1)
+        dof = np.maximum(windows.mask.sum(axis=(1, 2)) - windows.targets.shape[2], 1)
+        shift = selection_shift(info, estimate, np.sum(fit.residuals**2, axis=(1, 2)) / dof)
         t = stats.t.ppf(1 - alpha / 2, max(used - 1, 1))
         cal.diagnostics["interval_method"] = (
-            f"linearized bootstrap over {used} episodes ({cfg.resamples} resamples), "
-            f"estimate +- t({max(used - 1, 1)}) x bootstrap sd"
+            f"linearized bootstrap over {used} episodes ({cfg.resamples} resamples) and the "
+            "shift when only the best-fitted windows count: estimate +- "
+            f"t({max(used - 1, 1)}) x sqrt(bootstrap sd^2 + shift^2)"
         )
+        cal.diagnostics["bootstrap_sd"] = {}
+        cal.diagnostics["selection_shift"] = {}
+        cal.diagnostics["interval_t"] = float(t)
         cal.diagnostics["gauss_newton_se"] = {}
         for i, name in enumerate(fitter.free):
             dotted = f"dynamics.{name}"
             se_floor = math.sqrt(max(floor_cov[i, i], 0.0))
             cal.diagnostics["gauss_newton_se"][dotted] = math.sqrt(max(gn_cov[i, i], 0.0))
+            cal.diagnostics["bootstrap_sd"][dotted] = float(spread[i])
+            cal.diagnostics["selection_shift"][dotted] = float(shift[i])
             if se_floor > cfg.identifiable_se or used < 2:
                 why = (
                     f"its standard error is {se_floor:.2g}"
@@ -772,7 +786,7 @@ def _add_intervals(cal: Calibration, fitter: _Fitter, cfg: CalibrationConfig, rn
                     "in the spec (excite it more: e.g. for friction, make the feet slide)"
                 )
             else:
-                half = t * spread[i]
+                half = t * math.hypot(spread[i], shift[i])
                 cal.intervals[dotted] = (estimate[i] - half, estimate[i] + half)
     h = fitter.model.substep_s
     profile = cal.diagnostics.get("total_delay_profile", {})

@@ -276,6 +276,8 @@ class Information:
     by_episode: np.ndarray
     scores: np.ndarray
     sigma2: float
+    by_window: np.ndarray | None = None
+    window_scores: np.ndarray | None = None
 
     @property
     def total(self) -> np.ndarray:
@@ -306,7 +308,33 @@ def information(fit: Fit, windows: Windows, n_episodes: int) -> Information:
     np.add.at(scores, windows.episode, u_w)
     used = int(np.count_nonzero(windows.mask))
     dof = max(1, used - n * dim - k)
-    return Information(by_episode, scores, float(np.sum(r**2)) / dof)
+    return Information(by_episode, scores, float(np.sum(r**2)) / dof, s_w, u_w)
+
+
+def selection_shift(
+    info: Information, estimate: np.ndarray, window_costs: np.ndarray, factors: tuple = (1.5, 2.5)
+) -> np.ndarray:
+    """How far the scales move when only the best-fitted windows count: (k,).
+
+    For each factor ``f`` the windows whose cost per degree of freedom is at most ``f`` x
+    the median's are kept and the scales take one Gauss-Newton step on them alone
+    (``-(sum S_w)^-1 sum u_w``, start states profiled out); the largest move per scale
+    is returned. A window left in the wrong contact mode by its start-state search
+    pulls the scales while the well-fitted ones do not, so this measures the error that
+    the windows' fit quality leaves in the estimate, which an episode bootstrap cannot see.
+    """
+    assert info.by_window is not None and info.window_scores is not None
+    k = estimate.size
+    shift = np.zeros(k)
+    median = np.median(window_costs)
+    for factor in factors:
+        keep = window_costs <= factor * median
+        if keep.sum() < max(2, len(keep) // 2):
+            continue
+        hessian = info.by_window[keep].sum(axis=0) + np.eye(k) / PRIOR_SD**2
+        step = -np.linalg.solve(hessian, info.window_scores[keep].sum(axis=0))
+        shift = np.maximum(shift, np.abs(step))
+    return shift
 
 
 def bootstrap_scales(
