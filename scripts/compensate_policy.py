@@ -38,6 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--manifest", action="store_true", help="measure its sim return and list it in the manifest"
     )
+    parser.add_argument(
+        "--train-command",
+        help="the command that trained the source (the manifest lists it before this one)",
+    )
     args = parser.parse_args(argv)
     if not (args.source / "model.zip").is_file():
         print(f"error: source {args.source} holds no model.zip", file=sys.stderr)
@@ -81,8 +85,11 @@ def _list(args: argparse.Namespace, meta: dict, argv: list[str] | None) -> None:
             "seed": meta["seed"],
             "algo": meta["algo"],
             "path": args.dest.resolve().relative_to(POLICIES.resolve()).as_posix(),
-            "command": shlex.join(
-                ["python", "scripts/compensate_policy.py", *(argv or sys.argv[1:])]
+            "command": " && ".join(
+                [
+                    *([args.train_command] if args.train_command else []),
+                    shlex.join(["python", "scripts/compensate_policy.py", *(argv or sys.argv[1:])]),
+                ]
             ),
             "git_commit": meta["git_commit"],
             "timesteps": meta["timesteps"],

@@ -4,7 +4,7 @@
 # logs and checkpoints stay there) and ships model.zip, vecnormalize.pkl and metadata.json into
 # policies/, with its entry in policies/manifest.yaml.
 #
-# Usage: scripts/train_all.sh [sim|dr|robust|all] [a|b]   (default: sim and dr, both lanes)
+# Usage: scripts/train_all.sh [sim|dr|robust|compensated|all] [a|b|c]   (default: sim and dr, lanes a b)
 # "robust" trains the robustified dr policies of docs/robustify.md: ADR (configs/adr/<task>.yaml),
 # the last 4 commands in the actor's input and an asymmetric critic
 # (configs/train/<task>_ppo_robust.yaml), warm-started from the best sim-trained seed; an interrupted
@@ -16,7 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 phase="${1:-all}"
-lanes="${2:-ab}"
+lanes="${2:-abc}"
 mkdir -p runs
 
 robust() {  # robust TASK BEST_SIM_SEED SEED
@@ -26,6 +26,29 @@ robust() {  # robust TASK BEST_SIM_SEED SEED
     --config "configs/train/${lower}_ppo_robust.yaml" --timesteps 300000 \
     --init-from "policies/$task/sim/$best" --no-progress --out "$out" "${resume[@]}" \
     --ship "policies/$task/dr/seed$seed" || echo "FAILED: $task robust seed $seed"
+}
+
+# "compensated" trains the shipped robust policies (docs/robustify.md): randomized dynamics, actuation
+# and sensing (configs/robustify/<task_lower>.yaml, no timing), asymmetric critic, warm start from the
+# best sim-trained seed (configs/train/ppo_compensated.yaml); compensate_policy.py --estimate then adds
+# latency compensation with the delay estimated online and ships policies/<task>/robust/seed<N>.
+compensated() {  # compensated TASK BEST_SIM_SEED SEED TIMESTEPS
+  local task="$1" best="$2" seed="$3" steps="$4" lower="${1,,}" out="runs/$1/robust/seed$3" resume=()
+  if ls "$out"/checkpoints/*_steps.zip >/dev/null 2>&1; then resume=(--resume); fi
+  local cmd=(python scripts/train_policy.py --task "$task" --seed "$seed"
+    --randomization "configs/robustify/$lower.yaml" --config configs/train/ppo_compensated.yaml
+    --timesteps "$steps" --init-from "policies/$task/sim/$best" --no-progress --out "$out")
+  "${PYTHON:-python}" "${cmd[@]:1}" "${resume[@]}" \
+    && "${PYTHON:-python}" scripts/compensate_policy.py "$out" "policies/$task/robust/seed$seed" \
+      --estimate --manifest --train-command "${cmd[*]}" --note "estimated online per episode" \
+    || echo "FAILED: $task compensated seed $seed"
+}
+compensated_a() { for seed in 0 1 2; do compensated Hopper seed2 "$seed" 400000; done; }
+compensated_b() { for seed in 0 1 2; do compensated Walker2d seed0 "$seed" 400000; done; }
+compensated_c() {
+  for seed in 0 1 2; do compensated InvertedPendulum seed0 "$seed" 50000; done
+  for seed in 0 1 2; do compensated InvertedDoublePendulum seed0 "$seed" 200000; done
+  for seed in 0 1 2; do compensated HalfCheetah seed1 "$seed" 300000; done
 }
 
 robust_a() { for seed in 0 1 2; do robust Hopper seed2 "$seed"; done; }
@@ -63,9 +86,11 @@ lane_b() {  # $1 = variant
   train InvertedDoublePendulum "$1" 2
 }
 
-if [[ "$phase" == robust ]]; then
-  for lane in a b; do
-    if [[ "$lanes" == *"$lane"* ]]; then "robust_$lane" > "runs/lane_${lane}_robust.log" 2>&1 & fi
+if [[ "$phase" == robust || "$phase" == compensated ]]; then
+  for lane in a b c; do
+    if [[ "$lanes" == *"$lane"* ]] && declare -F "${phase}_$lane" >/dev/null; then
+      "${phase}_$lane" > "runs/lane_${lane}_$phase.log" 2>&1 &
+    fi
   done
   wait
   exit 0
@@ -73,7 +98,7 @@ fi
 case "$phase" in
   all) variants=(sim dr) ;;
   sim | dr) variants=("$phase") ;;
-  *) echo "usage: $0 [sim|dr|robust|all] [a|b]" >&2; exit 2 ;;
+  *) echo "usage: $0 [sim|dr|robust|compensated|all] [a|b|c]" >&2; exit 2 ;;
 esac
 for lane in a b; do
   if [[ "$lanes" == *"$lane"* ]]; then

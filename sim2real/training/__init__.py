@@ -94,7 +94,6 @@ _CONFIG_KEYS = {
     "hyperparameters",
     "history",
     "asymmetric",
-    "randomize",
 }
 
 
@@ -151,15 +150,8 @@ def _validate(
     return path
 
 
-def _resolve_randomization(
-    spec: str | Path | dict | None, sections: list[str] | None = None
-) -> dict | None:
+def _resolve_randomization(spec: str | Path | dict | None) -> dict | None:
     """Validate a randomization spec in full and return it as a plain mapping.
-
-    ``sections`` (the training config's ``randomize``) keeps only those skew sections;
-    the others stay nominal. A policy deployed with latency compensation, for example,
-    trains with ``randomize: [dynamics, actuation, sensing]``: the compensator, not the
-    network, handles the delay.
 
     Raises:
         ValueError: naming the field, the value and what is allowed.
@@ -167,16 +159,9 @@ def _resolve_randomization(
     if spec is None:
         return None
     from sim2real.randomization import RandomizationSpec
-    from sim2real.skews.registry import SECTIONS
 
     RandomizationSpec.load(spec)
-    mapping = dict(spec) if isinstance(spec, dict) else yaml.safe_load(Path(spec).read_text())
-    if sections is None:
-        return mapping
-    unknown = sorted(set(sections) - set(SECTIONS))
-    if unknown:
-        raise ValueError(f"randomize: unknown sections {unknown}; allowed: {', '.join(SECTIONS)}")
-    return {k: v for k, v in mapping.items() if k not in SECTIONS or k in sections}
+    return spec if isinstance(spec, dict) else yaml.safe_load(Path(spec).read_text())
 
 
 def _make_env(
@@ -381,7 +366,7 @@ def train(
     total = int(timesteps if timesteps is not None else cfg.get("timesteps", 0))
     if total <= 0:
         raise ValueError(f"timesteps must be a positive integer, got {total!r} (from {cfg_path})")
-    spec = _resolve_randomization(randomization, cfg.get("randomize"))
+    spec = _resolve_randomization(randomization)
     hist = History.load(history if history is not None else cfg.get("history"))
     asym = bool(cfg.get("asymmetric", False) if asymmetric is None else asymmetric)
     if asym and algo != "ppo":
