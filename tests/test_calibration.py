@@ -153,3 +153,51 @@ def test_cli_records_and_calibrates_end_to_end(tmp_path, capsys) -> None:
     capsys.readouterr()
     assert main(["calibrate", "--task", "Hopper", "--logs", str(logs), "--fields", "x.y"]) == 2
     assert "cannot be calibrated" in capsys.readouterr().err
+
+
+def test_report_round_trips_to_the_same_calibration(noiseless, tmp_path) -> None:
+    noiseless.save(tmp_path)
+    back = Calibration.from_dict(json.loads((tmp_path / "report.json").read_text()))
+    assert back.spec.to_dict() == noiseless.spec.to_dict()
+    assert back.intervals == {k: tuple(v) if v else v for k, v in noiseless.intervals.items()}
+    assert back.randomization_mapping(2.0) == noiseless.randomization_mapping(2.0)
+    with pytest.raises(ValueError, match="schema"):
+        Calibration.from_dict({"schema": "other"})
+
+
+def test_windows_starting_near_the_velocity_clip_are_skipped() -> None:
+    model = PipelineModel("Hopper")
+    obs = np.zeros((41, 11))
+    obs[10, 7] = 9.8  # a noisy reading just under the clip: the true velocity may exceed 10
+    obs[20, 8] = 10.0  # on the clip: never a start
+    episodes = [(obs, np.zeros((40, 3)))]
+    cut = {
+        margin: build_windows(
+            episodes, frame_skip=4, length=10, delay=Delay(0, 0), exact=model.invert,
+            clip_margin=margin,
+        ).start.tolist()
+        for margin in (0.0, 0.5)
+    }  # fmt: skip
+    assert cut == {0.0: [0, 10, 30], 0.5: [0, 30]}
+
+
+def test_selection_shift_measures_the_pull_of_badly_fitted_windows() -> None:
+    from sim2real.remedies.calibration_fit import Information, selection_shift
+
+    by_window = np.tile(np.eye(1), (10, 1, 1))  # ten windows, one scale, unit information
+    scores = np.zeros((10, 1))
+    scores[9] = 0.9  # the badly fitted window pulls the estimate by -0.09 ...
+    scores[:9] = -0.1  # ... and the good ones balance it at the joint optimum
+    info = Information(by_window.copy(), scores.copy(), 1.0, by_window, scores)
+    costs = np.array([1.0] * 9 + [10.0])
+    shift = selection_shift(info, np.array([1.0]), costs)
+    assert shift == pytest.approx([0.1], rel=1e-3)  # without it the scale moves by 0.1
+    assert selection_shift(info, np.array([1.0]), np.ones(10)) == pytest.approx([0.0], abs=1e-9)
+
+
+def test_delay_profile_range_is_the_likelihood_ratio_set() -> None:
+    from sim2real.remedies.calibration import profile_range
+
+    costs = {3: 10.0, 4: 10.5, 5: 40.0, 2: 12.5}
+    assert profile_range(costs, 3, sigma2=1.0, allowed=3.84) == (0, 1)  # 2 x 2.5 > 3.84
+    assert profile_range(costs, 3, sigma2=2.0, allowed=3.84) == (-1, 1)
