@@ -322,9 +322,10 @@ def test_latency_compensation_recovers_the_sim_return_under_latency(tmp_path: Pa
 @pytest.mark.parametrize(
     ("task", "obs_s", "action_s"),
     [("Hopper", 0.0, 0.0), ("Hopper", 0.02, 0.01), ("Hopper", 0.014, 0.0), ("Walker2d", 0.0, 0.04),
-     ("HalfCheetah", 0.02, 0.01)],
+     ("HalfCheetah", 0.02, 0.01), ("InvertedDoublePendulum", 0.02, 0.01),
+     ("InvertedPendulum", 0.04, 0.02)],
 )  # fmt: skip
-def test_delay_estimator_finds_the_total_delay_to_the_substep(
+def test_delay_estimator_finds_both_latencies_to_the_substep(
     task: str, obs_s: float, action_s: float
 ) -> None:
     """Known truth: on a noiseless stream the estimate is the true total delay (obs + action)
