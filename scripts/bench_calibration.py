@@ -99,6 +99,7 @@ def score(cal: Calibration, spec: dict, substep: float) -> dict:
         row["covered"][name] = bool(
             interval and interval[0] - 1e-9 <= truth_substeps * substep <= interval[1] + 1e-9
         )
+    row["latency"] = f"{obs}+{act} -> {cal.delay['obs_substeps']}+{cal.delay['action_substeps']}"
     row["time_s"] = cal.diagnostics["time_s"]
     row["unidentified"] = cal.unidentified
     return row
@@ -149,29 +150,56 @@ def bench_task(task: str, args: argparse.Namespace) -> dict:
     return {"task": task, "rows": rows}
 
 
+COVERED = (*SCALES, "timing.obs_latency_s", "timing.action_latency_s")
+
+
 def summary_table(results: list[dict]) -> str:
+    """Median relative errors, latency exactness, coverage and time per task (Markdown)."""
     head = (
         "| task | settings | mass | friction | damping | motor | total latency exact | "
-        "split within 1 | coverage | wall s (median) | cpu s (median) |"
+        "split within 1 | coverage | wall s (median) | CPU s (median) | load (median) |"
     )
-    lines = [head, "|" + "---|" * 11]
+    lines = [head, "|" + "---|" * 12]
     for result in results:
         rows = result["rows"]
+        if not rows:
+            continue
         med = {k: np.median([r["errors"][k] for r in rows]) for k in SCALES}
         covered = [c for r in rows for c in r["covered"].values()]
         lines.append(
             f"| {result['task']} | {len(rows)} | "
             + " | ".join(f"{med[k]:.2%}" for k in SCALES)
-            + f" | {np.mean([r['total_exact'] for r in rows]):.0%}"
-            + f" | {np.mean([r['split_within_one'] for r in rows]):.0%}"
-            + f" | {np.mean(covered):.0%} ({len(covered)} pairs)"
+            + f" | {sum(r['total_exact'] for r in rows)}/{len(rows)}"
+            + f" | {sum(r['split_within_one'] for r in rows)}/{len(rows)}"
+            + f" | {sum(covered)}/{len(covered)} ({np.mean(covered):.0%})"
             + f" | {np.median([r['time_s'] for r in rows]):.0f}"
-            + f" | {np.median([r['cpu_s'] for r in rows]):.0f} |"
+            + f" | {np.median([r['cpu_s'] for r in rows]):.0f}"
+            + f" | {np.median([r.get('load', float('nan')) for r in rows]):.1f} |"
         )
     lines.append(
         "targets: mass, motor <= 2 %; damping <= 5 %; friction <= 8 %; total latency "
         "exact >= 90 %; coverage >= 85 %; < 60 s per Hopper calibration"
     )
+    lines += ["", "Coverage of the 95 % intervals per field (settings covering the truth):",
+              "", "| task | " + " | ".join(k.split(".")[-1] for k in COVERED) + " |",
+              "|" + "---|" * (len(COVERED) + 1)]  # fmt: skip
+    for result in results:
+        rows = result["rows"]
+        if rows:
+            cells = [f"{sum(r['covered'][k] for r in rows)}/{len(rows)}" for k in COVERED]
+            lines.append(f"| {result['task']} | " + " | ".join(cells) + " |")
+    lines += ["", "Per setting (relative error of each scale; latency in substeps, truth -> fit):",
+              "", "| task | setting | mass | friction | damping | motor | obs+act | "
+              "unidentified | covered | wall s | CPU s |", "|" + "---|" * 11]  # fmt: skip
+    for result in results:
+        for r in result["rows"]:
+            errors = " | ".join(f"{r['errors'][k]:.2%}" for k in SCALES)
+            lines.append(
+                f"| {result['task']} | {r.get('index', '')} | {errors} | {r.get('latency', '')} | "
+                f"{', '.join(u.split('.')[-1] for u in r['unidentified']) or '-'} | "
+                f"{sum(r['covered'].values())}/{len(r['covered'])} | {r['time_s']:.0f} | "
+                f"{r['cpu_s']:.0f} |"
+            )
     return "\n".join(lines)
 
 
@@ -237,7 +265,9 @@ def main() -> None:
     print(f"bench_calibration: {vars(args)}", flush=True)
     results = [bench_task(task, args) for task in args.tasks]
     if results:
-        print(summary_table(results), flush=True)
+        table = summary_table(results)
+        print(table, flush=True)
+        (args.out / f"table-{'-'.join(args.tasks)}.md").write_text(table + "\n")
     loops = []
     for task in args.close_loop:
         loop = close_loop(task, args)
