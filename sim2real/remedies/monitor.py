@@ -147,6 +147,8 @@ class Calibration:
         block: control steps per matched-filter block.
         whiten_step: one-step whitening matrices ``T`` (``z = T r``), [no contact, contact].
         whiten_block: the same for block residuals.
+        increment_clip: per dynamics field, where a block's increment is clipped, in
+            units of its sim standard deviation (inf: no clip).
     """
 
     noise_std: list[float]
@@ -161,6 +163,7 @@ class Calibration:
     block: int = 1
     whiten_step: list = field(default_factory=list)
     whiten_block: list = field(default_factory=list)
+    increment_clip: dict[str, float] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------- the monitor
@@ -264,6 +267,8 @@ class SkewMonitor:
         self._delay_h = np.array([th.get(f"{LATENCY}={d}", np.inf) for d in self.delays])
         ratio = calibration.variance_ratio
         self._var_ratio = np.array([ratio.get(f, 1.0) for f in self.fields])
+        clip = calibration.increment_clip
+        self._clip = np.array([clip.get(f, np.inf) for f in self.fields])
 
     # ------------------------------------------------------------------ online
     def reset(self) -> MonitorState:
@@ -365,9 +370,7 @@ class SkewMonitor:
     def _test_block(self, block: Block) -> None:
         """The matched filters on one block."""
         z, j = self._whiten_block(block)
-        a, v = stats.matched_increments(
-            j, z, self._var_ratio, INCREMENT_CLIP if self._noisy else np.inf
-        )
+        a, v = stats.matched_increments(j, z, self._var_ratio, self._clip)
         self._num = self._gammas * self._num + a[:, None]
         self._var = self._gammas**2 * self._var + v[:, None]
         ratio = stats.self_normalized(self._num, self._var) / self._mf_h
@@ -518,7 +521,7 @@ class SkewMonitor:
         rate = self.false_alarm_rate / len(self.channels)
         x = stats.omnibus_increment(z, CUSUM_CAP)
         drift = max(CUSUM_DRIFT * float(np.mean(x)), 1e-6)
-        thresholds, extrapolated, variance_ratio = {}, {}, {}
+        thresholds, extrapolated, variance_ratio, increment_clip = {}, {}, {}, {}
         omni = stats.calibrate_threshold(
             lambda h: stats.cusum_alarms(x, drift, h), n, rate, start=1.0, minimum=1.0
         )
@@ -545,11 +548,10 @@ class SkewMonitor:
             jb = np.einsum("nij,nfj->nfi", tb, np.array([b.sensitivity for b in blocks]))
             proj = np.einsum("nfd,nd->nf", jb, zb)
             energy = np.einsum("nfd,nfd->nf", jb, jb)
-            ratio = _variance_ratio(proj, energy, robust=self._noisy)
+            ratio, clip = _variance_ratio(proj, energy, robust=self._noisy)
             variance_ratio = {name: float(c) for name, c in zip(self.fields, ratio, strict=True)}
-            a, v = stats.matched_increments(
-                jb, zb, ratio, INCREMENT_CLIP if self._noisy else np.inf
-            )
+            increment_clip = {name: float(c) for name, c in zip(self.fields, clip, strict=True)}
+            a, v = stats.matched_increments(jb, zb, ratio, clip)
             cuts = np.nonzero(np.diff(np.asarray(block_episode)))[0] + 1
             for f_index, name in enumerate(self.fields):
                 for gamma, w in zip(self._gammas, self.windows, strict=True):
@@ -575,6 +577,7 @@ class SkewMonitor:
             drift=drift,
             variance_ratio=variance_ratio,
             extrapolated=extrapolated,
+            increment_clip=increment_clip,
             block=self.block,
             whiten_step=t_step.tolist(),
             whiten_block=t_block.tolist(),
@@ -687,25 +690,36 @@ def _regime_whiteners(residuals: np.ndarray, contact: np.ndarray, floor: np.ndar
     return out
 
 
-def _variance_ratio(proj: np.ndarray, energy: np.ndarray, robust: bool) -> np.ndarray:
+def _variance_ratio(
+    proj: np.ndarray, energy: np.ndarray, robust: bool
+) -> tuple[np.ndarray, np.ndarray]:
     """Per direction, the sim variance of the projected block residual per unit of squared
-    whitened sensitivity (``proj``, ``energy``: ``(blocks, directions)``).
+    whitened sensitivity (``proj``, ``energy``: ``(blocks, directions)``), and the clip of
+    an increment in units of that variance's square root.
 
-    On a noisy stream it is robust (the squared MAD-scale of ``proj / sqrt(energy)``):
-    a few contact blocks with huge residuals would otherwise set the scale for all and
-    bury a small skew; the increments are then clipped at :data:`INCREMENT_CLIP` of it.
-    On a noiseless stream it is the plain ratio, never below 1: residuals beneath the
-    whitening scale (its floor) are insignificant, not noise to be normalized up.
+    On a noisy stream the increments are clipped at :data:`INCREMENT_CLIP` robust sigmas
+    (the MAD-scale of ``proj / sqrt(energy)``: a few contact blocks with huge residuals
+    would otherwise set the scale for all and bury a small skew), and the ratio is the
+    variance of the clipped increments, so that the statistic is about chi-square(1)
+    on sim. On a noiseless stream it is the plain ratio, never below 1 (residuals beneath
+    the whitening scale, its floor, are insignificant, not noise to be normalized up),
+    with no clip.
     """
+    n_dir = proj.shape[1]
     if not robust:
-        return np.maximum(np.sum(proj**2, axis=0) / np.maximum(energy.sum(axis=0), 1e-300), 1)
-    out = np.ones(proj.shape[1])
-    for f in range(proj.shape[1]):
+        ratio = np.maximum(np.sum(proj**2, axis=0) / np.maximum(energy.sum(axis=0), 1e-300), 1)
+        return ratio, np.full(n_dir, np.inf)
+    ratio, clip = np.ones(n_dir), np.full(n_dir, INCREMENT_CLIP)
+    for f in range(n_dir):
         keep = energy[:, f] > 0
         if keep.sum() >= 10:
             q = proj[keep, f] / np.sqrt(energy[keep, f])
-            out[f] = max(float(stats.robust_scale(q[:, None], np.array([1e-12]))[0]) ** 2, 1e-12)
-    return out
+            sigma = max(float(stats.robust_scale(q[:, None], np.array([1e-12]))[0]), 1e-12)
+            u = np.clip(q / sigma, -INCREMENT_CLIP, INCREMENT_CLIP)
+            inflation = max(float(np.mean(u * u)), 1e-12)
+            ratio[f] = sigma**2 * inflation
+            clip[f] = INCREMENT_CLIP / np.sqrt(inflation)
+    return ratio, clip
 
 
 def _noise_std(value: Any, task: str, dim: int) -> np.ndarray:

@@ -37,6 +37,7 @@ def fd_step(name: str) -> float:
     """The relative step of ``name``'s finite-difference (secant) sensitivity."""
     return FD_STEPS.get(name, FD_STEP)
 
+
 # Tasks whose observation is [qpos[skip:], qvel] (clipped at +-10 where the task clips).
 _POSITIONS_VELOCITIES = {"Hopper": 1, "Walker2d": 1, "HalfCheetah": 1, "InvertedPendulum": 0}
 

@@ -81,33 +81,38 @@ def calibrate_threshold(
     calibration steps. Sequential statistics have exponential tails (the
     average run length grows like ``exp(c h)``), so the rate is read off the
     data where at least 10 alarms remain and extrapolated on a log-linear fit
-    of the upper tail beyond that. Thresholds never go below ``minimum``.
+    of the upper tail beyond that; where the target expects less than one alarm in
+    the data, never below the first level the data never reach. Where the data show
+    fewer than two levels with 10 alarms, there is no tail to fit: the threshold is
+    twice that first level unreached. Thresholds never go below ``minimum``.
     """
     levels, rates = [], []
     h = max(start, minimum, 1e-9)
-    for _ in range(80):
-        n = count(h)
+    n = count(h)
+    while n >= 10 and len(levels) < 200:
         levels.append(h)
         rates.append(n / steps)
-        if n / steps <= rate or n < 10:
-            break
+        if n / steps <= rate:  # the data reach the target with 10 alarms: interpolate
+            value = h
+            if len(levels) > 1:
+                r_lo, r_hi = np.log(rates[-2]), np.log(rates[-1])
+                frac = (np.log(rate) - r_lo) / (r_hi - r_lo) if r_hi != r_lo else 1.0
+                value = levels[-2] + frac * (levels[-1] - levels[-2])
+            return Threshold(float(value), rate, count(value) / steps, False)
         h *= 1.25
-    if rates[-1] <= rate:  # the data reach the target: interpolate on the log scale
-        value = levels[-1]
-        if len(levels) > 1 and rates[-1] > 0:
-            r_lo, r_hi = np.log(rates[-2]), np.log(rates[-1])
-            frac = (np.log(rate) - r_lo) / (r_hi - r_lo) if r_hi != r_lo else 1.0
-            value = levels[-2] + frac * (levels[-1] - levels[-2])
-        return Threshold(float(value), rate, count(value) / steps, False)
-    # Fewer than 10 alarms left above the target: fit log(rate) = a + b h on the last
-    # levels that still had at least 10 alarms, and extrapolate.
-    lv, rt = np.asarray(levels[:-1][-4:]), np.asarray(rates[:-1][-4:])
-    if lv.size >= 2:
-        slope, intercept = np.polyfit(lv, np.log(rt), 1)
+        n = count(h)
+    unreached = h
+    while n > 0 and unreached < 1e12:
+        unreached *= 1.25
+        n = count(unreached)
+    if len(levels) >= 2:  # fit log(rate) = a + b h on the last levels with >= 10 alarms
+        slope, intercept = np.polyfit(np.asarray(levels[-4:]), np.log(rates[-4:]), 1)
+        slope = min(float(slope), -1e-9)
+        # Where the target expects under one alarm in the data, the data's maximum bounds it.
+        floor = unreached if rate * steps < 1 else minimum
+        value = max(float((np.log(rate) - intercept) / slope), floor, minimum)
     else:
-        slope, intercept = -1.0 / levels[-1], np.log(max(rates[-1], 1.0 / steps))
-    slope = min(float(slope), -1e-9)
-    value = max(float((np.log(rate) - intercept) / slope), levels[-1], minimum)
+        value = max(2.0 * unreached, minimum)
     return Threshold(value, rate, count(value) / steps, True)
 
 
@@ -181,14 +186,15 @@ def whitener(cov: np.ndarray) -> np.ndarray:
 
 
 def matched_increments(
-    j: np.ndarray, z: np.ndarray, ratio: np.ndarray, clip: float
+    j: np.ndarray, z: np.ndarray, ratio: np.ndarray, clip: float | np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per window and direction, the projection of the whitened residual on the whitened
-    sensitivity and its sim variance: ``a = j . z`` clipped at ``clip`` sim sigmas, and
-    ``v = ratio |j|^2``.  ``j``: ``(..., F, d)``, ``z``: ``(..., d)``, ``ratio``: ``(F,)``."""
+    """Per block and direction, the projection of the whitened residual on the whitened
+    sensitivity and its sim variance: ``a = j . z`` clipped at ``clip`` sim sigmas (one
+    number or one per direction), and ``v = ratio |j|^2``.  ``j``: ``(..., F, d)``,
+    ``z``: ``(..., d)``, ``ratio``: ``(F,)``."""
     a = np.einsum("...fd,...d->...f", j, z)
     v = ratio * np.einsum("...fd,...fd->...f", j, j)
-    if not np.isfinite(clip):
+    if not np.isfinite(clip).any():
         return a, v
     bound = clip * np.sqrt(v)
     return np.clip(a, -bound, bound), v
