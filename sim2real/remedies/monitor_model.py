@@ -161,9 +161,9 @@ class ReferenceModel:
         dims = self._velocity_dims
         if not dims.size:
             return True
-        vel = obs[self._npos :] if self._skip is not None else obs[dims]
-        bound = VELOCITY_CLIP - margin
-        return bool(vel.max() < bound and vel.min() > -bound)
+        vel = (obs[self._npos :] if self._skip is not None else obs[dims]).tolist()
+        bound = VELOCITY_CLIP - margin  # Python's max/min: cheaper than two ufunc reductions
+        return max(vel) < bound and min(vel) > -bound
 
     def predict(
         self,
