@@ -45,6 +45,15 @@ def test_threshold_extrapolates_an_exponential_tail() -> None:
     assert -np.log(1e-4) - 0.7 < found.value < -np.log(1e-4) + 0.7
 
 
+def test_threshold_without_a_tail_to_fit_stays_above_the_data() -> None:
+    """A statistic that never alarms 10 times gives no tail to fit: the threshold is twice
+    the first level the data never reach, not an arbitrary extrapolation below it."""
+    x = np.zeros(10_000)
+    x[[100, 5000]] = 7.0  # two isolated excursions
+    found = stats.calibrate_threshold(lambda h: stats.upcrossings(x, h), len(x), 1e-6, 1.0)
+    assert found.extrapolated and found.value > 7.0 and found.observed == 0.0
+
+
 def test_field_fit_recovers_a_known_slope() -> None:
     rng = np.random.default_rng(1)
     j = rng.normal(size=(400, 5))
@@ -127,6 +136,11 @@ def test_save_load_round_trip(noiseless: SkewMonitor, tmp_path) -> None:
     assert json.loads(path.read_text())["format"] == "sim2real.monitor/2"
     loaded = SkewMonitor.load(path)
     assert loaded.calibration == noiseless.calibration
+    old = json.loads(path.read_text())
+    old["format"] = "sim2real.monitor/1"
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    with pytest.raises(ValueError, match="prepare it again"):
+        SkewMonitor.load(tmp_path / "old.json")
     obs, actions = _longest(
         sim_streams(TASK, None, 200, seed=3, skews={"dynamics": {"mass_scale": 1.2}}, lanes=2)
     )
