@@ -178,7 +178,7 @@ def test_windows_starting_near_the_velocity_clip_are_skipped() -> None:
         ).start.tolist()
         for margin in (0.0, 0.5)
     }  # fmt: skip
-    assert cut == {0.0: [0, 10, 30], 0.5: [0, 30]}
+    assert cut == {0.0: [0, 10, 21], 0.5: [0, 11, 21]}  # packed: the next usable step
 
 
 def test_selection_shift_measures_the_pull_of_badly_fitted_windows() -> None:

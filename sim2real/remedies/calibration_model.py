@@ -82,6 +82,26 @@ def leading_repeats(obs: np.ndarray) -> int:
     return int(np.argmin(same)) if not same.all() else len(same)
 
 
+def window_starts(
+    obs: np.ndarray, steps: int, length: int, exact: StateFromObs, clip_margin: float
+) -> list[int]:
+    """Non-overlapping window starts, packed greedily: a window starts at every step that
+    determines the state (and keeps ``clip_margin`` from a velocity clip) once the last
+    window has ended, so a clipped reading costs one step rather than a whole window."""
+    usable = np.asarray(exact.exact(obs[: steps + 1]), dtype=bool).reshape(-1)
+    if exact.clipped_velocity and clip_margin > 0:
+        _, qvel = exact(obs[: steps + 1])
+        usable &= np.all(np.abs(qvel) < VELOCITY_CLIP - clip_margin, axis=-1)
+    starts, k = [], 0
+    while k + length <= steps:
+        if usable[k]:
+            starts.append(k)
+            k += length
+        else:
+            k += 1
+    return starts
+
+
 def build_windows(
     episodes: Sequence[tuple[np.ndarray, np.ndarray]],
     *,
@@ -93,9 +113,9 @@ def build_windows(
 ) -> Windows:
     """Cut ``episodes`` (``(observations, actions)`` pairs) into windows of ``length`` steps.
 
-    A window whose first observation does not determine the state (a velocity on
-    its clip bound, or with noisy readings within ``clip_margin`` of it, where the
-    true velocity may lie beyond the bound) is skipped.
+    A window never starts at an observation that does not determine the state (a
+    velocity on its clip bound, or with noisy readings within ``clip_margin`` of it,
+    where the true velocity may lie beyond the bound): :func:`window_starts`.
     """
     F, W = frame_skip, length
     parts: dict[str, list] = {k: [] for k in Windows.__dataclass_fields__}
@@ -106,13 +126,7 @@ def build_windows(
         stale = np.zeros(obs.shape, dtype=bool)
         stale[1:] = obs[1:] == obs[:-1]
         stale[: leading_repeats(obs) + 1] = False  # the backfilled start is modelled
-        starts = np.arange(0, T - W + 1, W)
-        if len(starts) == 0:
-            continue
-        starts = starts[np.asarray(exact.exact(obs[starts]), dtype=bool).reshape(-1)]
-        if exact.clipped_velocity and clip_margin > 0 and len(starts):
-            _, qvel = exact(obs[starts])
-            starts = starts[np.all(np.abs(qvel) < VELOCITY_CLIP - clip_margin, axis=-1)]
+        starts = window_starts(obs, T, W, exact, clip_margin)
         for k in starts:
             steps = k + offsets
             first = max(0, k * F - delay.obs)
