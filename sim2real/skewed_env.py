@@ -330,6 +330,14 @@ class SkewedEnv(gym.Wrapper):
                 box[0] = source()
 
             return capture_plain
+        sensors = self._sensors
+        if finish is read and sensors.noise is not None and sensors.bias is sensors.dropout is None:
+            noise = sensors.noise.stream.next  # type: ignore[union-attr]
+
+            def capture_noisy() -> None:  # Sensors.read of noise alone, inlined
+                box[0] = source() + noise()
+
+            return capture_noisy
 
         def capture_finished() -> None:
             box[0] = finish(source())
@@ -395,10 +403,12 @@ class SkewedEnv(gym.Wrapper):
         plan = tuple((n, index, capture if captures else None) for n, index, captures in segments)
         fill = commands.maxlen - 1  # type: ignore[operator]
 
+        noise = self._noise_only(pipeline)
+
         def delayed(ctrl: np.ndarray, n_frames: int) -> None:
             if n_frames != frame_skip:
                 _check_frames(n_frames, frame_skip)
-            command = command_of(ctrl)
+            command = command_of(ctrl) if noise is None else noise() + ctrl
             if not commands:  # the actuators hold the first command until it has travelled
                 commands.extend([command] * fill)
             commands.append(command)
@@ -411,6 +421,15 @@ class SkewedEnv(gym.Wrapper):
             rne(model, data)
 
         return delayed
+
+    def _noise_only(self, pipeline: Pipeline) -> Callable[[], np.ndarray] | None:
+        """The actuation noise's next row when the command is ``noise + ctrl`` and nothing
+        else (what :meth:`_command_function` returns then), for the step to inline."""
+        transforms = pipeline.commands
+        clip = pipeline.noisy and not self._mujoco_clamps_ctrl
+        if len(transforms) == 1 and not clip and isinstance(transforms[0], ActuationNoise):
+            return transforms[0].stream.next  # type: ignore[union-attr]
+        return None
 
     def _command_function(self, pipeline: Pipeline) -> Callable[[np.ndarray], np.ndarray]:
         """The command as the actuators receive it: noise (clipped), then deadband."""

@@ -174,20 +174,31 @@ class ModelSkews:
             entry.name: entry.nominal for entry in SKEWS.values() if entry.stage is Stage.DYNAMICS
         }
         self._applied: dict[str, Any] = {}
+        self._entries = tuple(
+            (name, skew, self._nominal[name]) for name, skew in self.skews.items()
+        )
 
     def apply(self, values: dict[str, Any]) -> None:
         changed = False
-        for name, skew in self.skews.items():
-            value = _canonical(values.get(name), nominal=self._nominal[name])
-            current = self._applied.get(name)
-            if _same(value, current):
+        applied = self._applied
+        for name, skew, nominal in self._entries:
+            value = values.get(name)
+            if type(value) is np.ndarray and value.dtype == np.float64:  # drawn per element:
+                if value is applied.get(name):  # written as it comes (comparing costs more)
+                    continue
+                skew.apply(value)
+                applied[name] = value
+                changed = True
+                continue
+            value = _canonical(value, nominal=nominal)
+            if _same(value, applied.get(name)):
                 continue
             if value is None:
                 skew.restore()
-                del self._applied[name]
+                del applied[name]
             else:
                 skew.apply(value)
-                self._applied[name] = value
+                applied[name] = value
             changed = True
         # Only masses, inertias, armatures and gears feed the derived quantities; gravity,
         # friction and damping do not, but recomputing after any change keeps the rule simple.

@@ -20,6 +20,7 @@ afresh at every step draws from :func:`field_generator` of that generator.
 
 from __future__ import annotations
 
+import operator
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -116,15 +117,23 @@ class Streams:
 
     def gaussian(self, name: str, dim: int, scale: np.ndarray) -> BlockStream:
         """Rows ``scale * N(0, 1)`` from generator ``name``."""
-        rng = self.generators[name]
-        key = ("gaussian", dim, scale.tobytes() if isinstance(scale, np.ndarray) else scale)
-        return self._kept(name, key, lambda: gaussian(rng, dim, scale))
+        key = ("gaussian", dim, scale.tobytes() if type(scale) is np.ndarray else scale)
+        held = self._blocks.get(name)  # _kept, inlined: this runs at every randomized reset
+        if held is not None and held[0] == key:
+            return held[1]
+        stream = gaussian(self.generators[name], dim, scale)
+        self._blocks[name] = (key, stream)
+        return stream
 
     def below(self, name: str, dim: int, prob: Any) -> BlockStream:
         """Boolean rows, True with probability ``prob``, from generator ``name``."""
-        rng = self.generators[name]
-        key = ("below", dim, prob.tobytes() if isinstance(prob, np.ndarray) else prob)
-        return self._kept(name, key, lambda: below(rng, dim, prob))
+        key = ("below", dim, prob.tobytes() if type(prob) is np.ndarray else prob)
+        held = self._blocks.get(name)
+        if held is not None and held[0] == key:
+            return held[1]
+        stream = below(self.generators[name], dim, prob)
+        self._blocks[name] = (key, stream)
+        return stream
 
     def integers(self, name: str, high: int) -> BlockStream:
         """Rows of one integer uniform on ``0..high``, from generator ``name``."""
@@ -175,6 +184,9 @@ class Context:
     @staticmethod
     def per_step(value: Any) -> bool:
         """Whether ``value`` is a per-step distribution (a mapping) rather than a number."""
+        kind = type(value)
+        if kind is float or kind is np.ndarray:
+            return False
         return isinstance(value, dict) or (
             not isinstance(value, (float, int, list, np.ndarray)) and isinstance(value, Mapping)
         )
@@ -182,6 +194,9 @@ class Context:
     @staticmethod
     def elementwise(value: Any, dim: int) -> float | np.ndarray:
         """One number (a float, which broadcasts) or one per element (an array)."""
+        kind = type(value)
+        if kind is float or (kind is np.ndarray and value.dtype == np.float64):
+            return value
         if isinstance(value, float):
             return value
         if isinstance(value, int):
@@ -263,28 +278,33 @@ def build_pipeline(point: Mapping[str, Any], ctx: Context) -> Pipeline:
     Every registered skew is built by its component from its value; the dynamics
     values are collected for the model edits.
     """
-    built: dict[str, Any] = {}
+    arrays: Mapping[str, np.ndarray] = getattr(point, "arrays", None) or _NO_ARRAYS
+    get = point.get
     dynamics: dict[str, Any] = {}
-    arrays: Mapping[str, np.ndarray] = getattr(point, "arrays", None) or {}
     for name, short, nominal in _DYNAMICS:
-        value = arrays[name] if name in arrays else point.get(name, nominal)
-        if value is not None and (isinstance(value, np.ndarray) or value != nominal):
-            dynamics[short] = value
-    for name, nominal, build in _BUILT:
-        value = arrays[name] if name in arrays else point.get(name, nominal)
-        built[name] = build(value, ctx)
-    noise: ActuationNoise | None = built["actuation.noise_std"]
-    deadband: Deadband | None = built["actuation.deadband"]
-    sensors = Sensors(_of(built, SensorBias), _of(built, SensorNoise), _of(built, SensorDropout))
-    obs_latency, action_latency = built["timing.obs_latency_s"], built["timing.action_latency_s"]
+        value = arrays.get(name)
+        if value is None:
+            value = get(name, nominal)
+            if value is None or (not isinstance(value, np.ndarray) and value == nominal):
+                continue
+        dynamics[short] = value
+    built = [
+        build(arrays[name] if name in arrays else get(name, nominal), ctx)
+        for name, nominal, build in _BUILT
+    ]
+    noise, deadband, bias, sensor_noise, dropout, obs_latency, action_latency, jitter = _pick(built)
+    if noise is None:
+        commands = () if deadband is None else (deadband,)
+    else:
+        commands = (noise,) if deadband is None else (noise, deadband)
     return Pipeline(
         dynamics=dynamics,
-        commands=tuple(c for c in (noise, deadband) if c is not None),
+        commands=commands,
         noisy=noise is not None,
-        sensors=sensors,
+        sensors=Sensors(bias, sensor_noise, dropout),
         obs_latency=obs_latency,
         action_latency=action_latency,
-        jitter=built["timing.control_jitter_s"],
+        jitter=jitter,
         segments=step_segments(action_latency, obs_latency),
     )
 
@@ -297,7 +317,19 @@ _BUILT = tuple(
     for name, e in SKEWS.items()
     if e.stage is not Stage.DYNAMICS
 )
-
-
-def _of(built: Mapping[str, Any], kind: type) -> Any:
-    return built[kind.field]  # type: ignore[attr-defined]
+_NO_ARRAYS: Mapping[str, np.ndarray] = {}
+# Where each component of the pipeline sits in _BUILT (the registry's order).
+_ORDER = tuple(
+    [name for name, _, _ in _BUILT].index(kind.field)
+    for kind in (
+        ActuationNoise,
+        Deadband,
+        SensorBias,
+        SensorNoise,
+        SensorDropout,
+        ObservationLatency,
+        ActionLatency,
+        ControlJitter,
+    )
+)
+_pick = operator.itemgetter(*_ORDER)

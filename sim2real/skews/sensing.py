@@ -42,7 +42,7 @@ class SensorBias:
 
     def __init__(self, std: np.ndarray) -> None:
         self.std = std
-        self.offset = np.zeros_like(std)
+        self.offset = np.zeros(std.shape)  # float64, as std
 
     @classmethod
     def build(cls, value: Any, ctx: Context) -> SensorBias | None:
@@ -125,12 +125,9 @@ class Sensors:
         self, bias: SensorBias | None, noise: SensorNoise | None, dropout: SensorDropout | None
     ) -> None:
         self.bias, self.noise, self.dropout = bias, noise, dropout
+        self.active = not (bias is None and noise is None and dropout is None)
         self.previous: np.ndarray | None = None
         self.read = self._reader()
-
-    @property
-    def active(self) -> bool:
-        return any(s is not None for s in (self.bias, self.noise, self.dropout))
 
     def draw_bias(self, rng: np.random.Generator) -> None:
         """The episode's sensor offsets, drawn at reset."""
