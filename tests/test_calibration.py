@@ -201,3 +201,14 @@ def test_delay_profile_range_is_the_likelihood_ratio_set() -> None:
     costs = {3: 10.0, 4: 10.5, 5: 40.0, 2: 12.5}
     assert profile_range(costs, 3, sigma2=1.0, allowed=3.84) == (0, 1)  # 2 x 2.5 > 3.84
     assert profile_range(costs, 3, sigma2=2.0, allowed=3.84) == (-1, 1)
+
+
+def test_split_range_rejects_only_splits_the_start_windows_refute() -> None:
+    from sim2real.remedies.calibration import split_range
+
+    rng = np.random.default_rng(0)
+    base = rng.uniform(50, 60, 8)
+    costs = {2: base, 1: base + 40 + rng.normal(0, 1, 8), 3: base + rng.normal(0, 5, 8)}
+    assert split_range(costs, 2, total=5, confidence=0.95) == (2, 3)  # 1 is refuted
+    alike = {2: base, 1: base + rng.normal(0, 5, 8), 3: base + rng.normal(0, 5, 8)}
+    assert split_range(alike, 2, total=5, confidence=0.95) == (0, 5)  # none refuted

@@ -388,6 +388,7 @@ class _Fitter:
         self.evals = 0
         self.dropped = 0
         self.profile: dict[int, float] = {}
+        self.split_windows: dict[int, np.ndarray] = {}  # obs substeps -> cost per start window
 
     # ---------------------------------------------------------------- helpers
     def windows(self, delay: Delay) -> Windows:
@@ -623,7 +624,9 @@ class _Fitter:
             windows = self.windows(Delay(obs, total - obs))
             start = windows.subset(windows.at_start)
             problem = self.problem(start, [], scales)
-            refined[obs] = problem.solve({}, max_iterations=10).cost
+            fit = problem.solve({}, max_iterations=20)
+            refined[obs] = fit.cost
+            self.split_windows[obs] = 0.5 * np.sum(fit.residuals**2, axis=(1, 2))
             self.evals += problem.nevals
         obs = min(refined, key=refined.get)
         self.say(f"  split: obs {obs}, action {total - obs} substeps")
@@ -709,6 +712,35 @@ def noise_levels(error: np.ndarray, windows: Windows) -> np.ndarray:
     mask = windows.mask
     count = mask.sum(axis=(0, 1)) - len(windows)
     return np.sqrt(np.sum((error * mask) ** 2, axis=(0, 1)) / np.maximum(count, 1))
+
+
+def split_range(
+    window_costs: dict[int, np.ndarray], best: int, total: int, confidence: float
+) -> tuple[int, int]:
+    """The observation delays (substeps) that the episode-start windows cannot reject.
+
+    A split is rejected when its windows fit worse than the best split's by more than a
+    one-sided paired t-test allows (per-window cost differences, one start window per
+    episode): the spread between windows, not the noise model, sets the scale, so a
+    window left in the wrong contact mode widens the set instead of fooling it. If even
+    the worst refined split is kept, any split may be right: ``(0, total)``.
+    """
+    if not window_costs:
+        return best, best
+    base = window_costs[best]
+    inside = []
+    for obs, costs in window_costs.items():
+        diff = costs - base
+        n = len(diff)
+        if obs == best or n < 2:
+            inside.append(obs)
+            continue
+        limit = stats.t.ppf(confidence, n - 1) * diff.std(ddof=1) / math.sqrt(n)
+        if diff.mean() <= limit:
+            inside.append(obs)
+    if len(inside) == len(window_costs) and len(window_costs) < total + 1:
+        return 0, total
+    return min(inside), max(inside)
 
 
 def profile_range(
@@ -799,17 +831,7 @@ def _add_intervals(cal: Calibration, fitter: _Fitter, cfg: CalibrationConfig, rn
         allowed = stats.chi2.ppf(cfg.confidence, 1)
         lo, hi = profile_range(profile, best, sigma2, allowed)
         obs, action = cal.delay["obs_substeps"], cal.delay["action_substeps"]
-        split = {int(k): v for k, v in cal.diagnostics.get("split_costs", {}).items()}
-        if (
-            split
-            and len(split) < best + 1
-            and max(split.values()) - min(split.values()) < (allowed * sigma2 / 2)
-        ):
-            obs_lo, obs_hi = 0, best  # every refined split fits alike: any split may
-        elif split:
-            obs_lo, obs_hi = (obs + d for d in profile_range(split, obs, sigma2, allowed))
-        else:
-            obs_lo = obs_hi = obs
+        obs_lo, obs_hi = split_range(fitter.split_windows, obs, best, cfg.confidence)
         # the split's range, widened by the total's where the total is uncertain too
         ranges = {
             "timing.obs_latency_s": (obs_lo + min(lo, 0), obs_hi + max(hi, 0)),
