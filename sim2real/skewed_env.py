@@ -270,6 +270,15 @@ class SkewedEnv(gym.Wrapper):
                 return readings[0]
 
         elif read is not None:
+            sensors = self._sensors
+            if sensors.noise is not None and sensors.bias is sensors.dropout is None:
+                noise = sensors.noise.stream.next  # type: ignore[union-attr]
+
+                def delayed_noisy(obs: np.ndarray) -> np.ndarray:  # Sensors.read, inlined
+                    append(obs + noise())
+                    return readings[0]
+
+                return delayed_noisy
 
             def delayed(obs: np.ndarray) -> np.ndarray:
                 append(read(obs))

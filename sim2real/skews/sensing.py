@@ -126,8 +126,18 @@ class Sensors:
     ) -> None:
         self.bias, self.noise, self.dropout = bias, noise, dropout
         self.active = not (bias is None and noise is None and dropout is None)
-        self.previous: np.ndarray | None = None
+        self._previous: list[np.ndarray | None] = [None]  # held by read(), not self: no cycle
         self.read = self._reader()
+
+    @property
+    def previous(self) -> np.ndarray | None:
+        """The last reading (what a dropped-out dimension repeats); ``None`` at an episode's
+        start."""
+        return self._previous[0]
+
+    @previous.setter
+    def previous(self, value: np.ndarray | None) -> None:
+        self._previous[0] = value
 
     def draw_bias(self, rng: np.random.Generator) -> None:
         """The episode's sensor offsets, drawn at reset."""
@@ -146,6 +156,7 @@ class Sensors:
                 return lambda state: state + offset
             return lambda state: state.copy()
         mask = self.dropout.stream.next  # type: ignore[union-attr]
+        last = self._previous
 
         def read(state: np.ndarray) -> np.ndarray:
             """One reading of ``state``; the first reading of an episode never drops out."""
@@ -154,12 +165,12 @@ class Sensors:
                 reading = reading + offset
             if noise is not None:
                 reading = reading + noise()
-            previous = self.previous
+            previous = last[0]
             if previous is not None:
                 reading = np.where(mask(), previous, reading)
             if reading is state:
                 reading = state.copy()
-            self.previous = reading
+            last[0] = reading
             return reading
 
         return read

@@ -25,13 +25,16 @@ class BlockStream:
 
     def __init__(self, draw: Callable[[int], np.ndarray]) -> None:
         self._draw = draw
-        self.next: Callable[[], np.ndarray] = self._rows().__next__
+        # A generator of its own, not a method's: the stream is freed (by reference counting)
+        # as soon as it is replaced, without waiting for the cycle collector.
+        self.next: Callable[[], np.ndarray] = _rows(draw).__next__
 
-    def _rows(self) -> Iterator[np.ndarray]:
-        for n in _FIRST:
-            yield from self._draw(n)
-        while True:
-            yield from self._draw(BLOCK)
+
+def _rows(draw: Callable[[int], np.ndarray]) -> Iterator[np.ndarray]:
+    for n in _FIRST:
+        yield from draw(n)
+    while True:
+        yield from draw(BLOCK)
 
 
 def gaussian(rng: np.random.Generator, dim: int, scale: np.ndarray | float = 1.0) -> BlockStream:
