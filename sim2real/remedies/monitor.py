@@ -54,7 +54,7 @@ LATENCY = "timing.total_latency_s"  # the one latency the stream identifies (obs
 FORMAT = "sim2real.monitor/2"
 CUSUM_DRIFT = 2.0  # omnibus CUSUM drift, x the sim mean increment: detects a doubled variance
 CUSUM_CAP = 50.0  # cap on one step's omnibus increment: one outlier cannot alarm alone
-NOISY_BLOCK = 8  # control steps per matched-filter block on a noisy stream (1 when noiseless)
+NOISY_BLOCK_S = 0.064  # seconds per matched-filter block on a noisy stream (1 step when noiseless)
 INCREMENT_CLIP = 4.0  # a block's matched-filter increment is clipped at this many sim sigmas
 LLR_CLIP = 20.0  # one step's delay log-likelihood ratio is clipped at this (heavy tails)
 LLR_DRIFT = 1.0  # subtracted from each step's delay log-likelihood ratio: short excursions on sim
@@ -149,6 +149,7 @@ class Calibration:
         whiten_block: the same for block residuals.
         increment_clip: per dynamics field, where a block's increment is clipped, in
             units of its sim standard deviation (inf: no clip).
+        delay_drift: per delay (substeps), the drift of its CUSUM per step.
     """
 
     noise_std: list[float]
@@ -164,6 +165,7 @@ class Calibration:
     whiten_step: list = field(default_factory=list)
     whiten_block: list = field(default_factory=list)
     increment_clip: dict[str, float] = field(default_factory=dict)
+    delay_drift: dict[str, float] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------- the monitor
@@ -192,7 +194,7 @@ class SkewMonitor:
         seed: seeds the preparation episodes.
         calibration: a previous preparation's result (skips preparation).
         block: control steps per matched-filter block (default 1 on a noiseless stream,
-            8 on a noisy one).
+            64 ms worth on a noisy one: 8 steps of Hopper and Walker2d, 1 of HalfCheetah).
     """
 
     def __init__(
@@ -231,7 +233,8 @@ class SkewMonitor:
         if calibration is not None:
             block = calibration.block
         elif block is None:
-            block = NOISY_BLOCK if self._noisy else 1
+            steps = round(NOISY_BLOCK_S / self.reference.control_dt)
+            block = max(1, steps) if self._noisy else 1
         if block < 1:
             raise ValueError(f"block must be >= 1 control step, got {block}")
         self.block = int(block) if self.matched else 0
@@ -265,6 +268,8 @@ class SkewMonitor:
             [[th.get(f"{f}@{w}", np.inf) for w in self.windows] for f in self.fields]
         ).reshape(len(self.fields), len(self.windows))
         self._delay_h = np.array([th.get(f"{LATENCY}={d}", np.inf) for d in self.delays])
+        drift = calibration.delay_drift
+        self._delay_drift = np.array([drift.get(str(d), LLR_DRIFT) for d in self.delays])
         ratio = calibration.variance_ratio
         self._var_ratio = np.array([ratio.get(f, 1.0) for f in self.fields])
         clip = calibration.increment_clip
@@ -360,7 +365,7 @@ class SkewMonitor:
         if one.delayed is not None:
             z_d = one.delayed @ t.T
             llr = np.clip(0.5 * (base - np.einsum("nd,nd->n", z_d, z_d)), -LLR_CLIP, LLR_CLIP)
-            np.maximum(self._delay_cusum + llr - LLR_DRIFT, 0.0, out=self._delay_cusum)
+            np.maximum(self._delay_cusum + llr - self._delay_drift, 0.0, out=self._delay_cusum)
             ratio_d = self._delay_cusum / self._delay_h
             best_d = int(np.argmax(ratio_d))
             if ratio_d[best_d] > statistic:
@@ -522,6 +527,7 @@ class SkewMonitor:
         x = stats.omnibus_increment(z, CUSUM_CAP)
         drift = max(CUSUM_DRIFT * float(np.mean(x)), 1e-6)
         thresholds, extrapolated, variance_ratio, increment_clip = {}, {}, {}, {}
+        delay_drift: dict[str, float] = {}
         omni = stats.calibrate_threshold(
             lambda h: stats.cusum_alarms(x, drift, h), n, rate, start=1.0, minimum=1.0
         )
@@ -533,9 +539,14 @@ class SkewMonitor:
             base = np.sum(z * z, axis=1)
             for i, delay in enumerate(self.delays):
                 llr = np.clip(0.5 * (base - np.sum(z_d[:, i] ** 2, axis=1)), -LLR_CLIP, LLR_CLIP)
+                # A policy reacts to the noise of the observation it acts on, so on sim the
+                # delayed prediction can explain part of the noise pushed through the
+                # dynamics: the ratio's sim mean may be positive. The drift removes it.
+                drift_d = LLR_DRIFT + max(float(np.mean(llr)), 0.0)
+                delay_drift[str(delay)] = drift_d
                 found = stats.calibrate_threshold(
-                    lambda h, v=llr: stats.cusum_alarms(v, LLR_DRIFT, h), n, rate, start=1.0,
-                    minimum=1.0,
+                    lambda h, v=llr, m=drift_d: stats.cusum_alarms(v, m, h), n, rate,
+                    start=1.0, minimum=1.0,
                 )  # fmt: skip
                 thresholds[f"{LATENCY}={delay}"] = found.value
                 extrapolated[f"{LATENCY}={delay}"] = found.extrapolated
@@ -578,6 +589,7 @@ class SkewMonitor:
             variance_ratio=variance_ratio,
             extrapolated=extrapolated,
             increment_clip=increment_clip,
+            delay_drift=delay_drift,
             block=self.block,
             whiten_step=t_step.tolist(),
             whiten_block=t_block.tolist(),
