@@ -13,6 +13,10 @@ wrapper takes over the env's ``_step_mujoco_simulation`` so that a latency is
 realized on the substep grid (``model.opt.timestep``), not rounded to control
 steps. Reward and termination are computed by the task from the true physical
 state, as upstream.
+
+The step is specialized once per pipeline (no branch it does not need runs); a
+mid-step reading of an upstream env goes through
+:func:`~sim2real.skews.readers.fast_reader`, the same bits as its ``_get_obs``.
 """
 
 from __future__ import annotations
