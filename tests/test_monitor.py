@@ -269,3 +269,21 @@ def test_noisy_stream_alarms_and_names_the_skew(
     assert suspects[0].field == field
     if field == LATENCY:
         assert estimate.substeps == 20  # 40 ms in 2 ms substeps
+
+
+def test_block_replay_with_a_delay_uses_the_commands_before_the_anchor() -> None:
+    """A one-step block replayed with a total delay of d substeps predicts what the
+    reference model predicts for that transition under the same delay."""
+    from sim2real.remedies.monitor_model import ReferenceModel, resolve_task
+    from sim2real.remedies.monitor_predict import StreamPredictor
+
+    reference = ReferenceModel(resolve_task(TASK))
+    predictor = StreamPredictor(reference, block=1, delays=(), margin=0.0, max_delay=12)
+    obs, actions = _longest(sim_streams(TASK, None, 40, seed=9, lanes=1))
+    blocks = [b for t in range(6) if (b := predictor.step(obs[t], actions[t])[1]) is not None]
+    block = blocks[-1]  # anchored at obs[4] under actions[4], commands before: actions[:4]
+    assert np.array_equal(block.anchor, obs[4])
+    scratch = (reference.model, reference._scratch)
+    for delay in (2, 4, 6):
+        expected = reference.predict(obs[4], actions[4], actions[:4], delay, scratch=True)
+        assert np.allclose(predictor.replay(block, scratch, delay), expected, atol=1e-9)

@@ -250,7 +250,9 @@ class SkewMonitor:
         self.channels = (
             "omnibus", *((matched_channels + delay_channels) if self.matched else ())
         )  # fmt: skip
-        self.predictor = StreamPredictor(self.reference, self.block, self.delays, self._margin)
+        self.predictor = StreamPredictor(
+            self.reference, self.block, self.delays, self._margin, self.max_delay
+        )
         if calibration is None:
             calibration = self._prepare(policy, int(prepare_steps), int(seed), progress)
         self.calibration = calibration

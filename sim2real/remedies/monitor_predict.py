@@ -69,10 +69,17 @@ class StreamPredictor:
         block: control steps per block (0: no blocks).
         delays: total delays (substeps) of the delayed one-step predictions.
         margin: a velocity within this of its clip makes an observation inexact.
+        max_delay: the largest delay (substeps) a block may be replayed with; the commands
+            before a block's anchor are kept for it (default the largest of ``delays``).
     """
 
     def __init__(
-        self, reference: ReferenceModel, block: int, delays: tuple[int, ...], margin: float
+        self,
+        reference: ReferenceModel,
+        block: int,
+        delays: tuple[int, ...],
+        margin: float,
+        max_delay: int | None = None,
     ) -> None:
         self.reference = reference
         self.block = int(block)
@@ -82,7 +89,8 @@ class StreamPredictor:
         self._hyps = [(model, mujoco.MjData(model))] + [
             (m, mujoco.MjData(m)) for m in (reference.nudged(f) for f in reference.fields)
         ]
-        self._history = max(self.delays, default=0) // reference.frame_skip + 2
+        longest = max(max(self.delays, default=0), max_delay or 0)
+        self._history = longest // reference.frame_skip + 2
         self.reset()
 
     def reset(self) -> None:
@@ -129,7 +137,7 @@ class StreamPredictor:
             self.reference.anchor(data, obs)
             data.qacc_warmstart[:] = warm
         self._anchor = obs
-        self._previous = tuple(self._commands)
+        self._previous = tuple(self._commands)[:-1]  # the anchor's own command comes first
         self._block_commands = []
         self._done = 0
 
