@@ -108,6 +108,8 @@ class ControlJitter(Latency):
 
     @classmethod
     def build(cls, value: Any, ctx: Context) -> ControlJitter | None:
+        if value == 0:  # the common case: no jitter, nothing to build
+            return None
         jitter = cls(float(value), ctx.substep_s, ctx.frame_skip)
         if not jitter.substeps:
             return None
