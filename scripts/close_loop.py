@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-CONFIGS = {"Hopper": "hopper_ppo_compensated.yaml", "Walker2d": "walker2d_ppo_compensated.yaml"}
+CONFIGS = {"Hopper": "ppo_compensated.yaml", "Walker2d": "ppo_compensated.yaml"}  # configs/train
 
 
 def paired_gain(base: dict[int, float], other: dict[int, float], seed: int = 0) -> dict:
@@ -102,6 +102,9 @@ def main() -> None:
     parser.add_argument("--control", action="store_true", help="also fine-tune on nominal sim")
     parser.add_argument("--out", type=Path, default=Path("runs/close_loop/hopper-default"))
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument(
+        "--only", default="", help="evaluate this policy label alone (parallel evaluation)"
+    )
     args = parser.parse_args()
 
     import sim2real
@@ -194,8 +197,17 @@ def main() -> None:
     returns: dict[str, dict[int, float]] = {}
     table: dict[str, dict] = {}
     for label, path in policies.items():
+        if args.only and label != args.only:
+            continue
         report = evaluate_gap(
-            str(path), args.task, seeds=seeds, real=robot, attribution=False, progress=False
+            str(path),
+            args.task,
+            seeds=seeds,
+            real=robot,
+            attribution=False,
+            progress=False,
+            out=out / "eval" / label.replace("+", "_"),
+            resume=args.resume,
         )
         group = next(iter(report.groups.values()))
         real_name = report.real
@@ -213,6 +225,8 @@ def main() -> None:
             f"{label}: robot {group.returns[real_name].mean.format(0)}, "
             f"nominal sim {group.returns[sim_name].mean.format(0)}"
         )
+    if args.only:
+        return
     for label in policies:
         table[label]["gain_over_sim_policy"] = paired_gain(returns["sim"], returns[label])
     summary["evaluation"] = {
@@ -230,12 +244,14 @@ def render(summary: dict) -> str:
         "return in nominal sim |",
         "|---|---|---|---|",
     ]
+
     def fmt(e):
         return (
             f"{e['value']:.0f} [{e['low']:.0f}, {e['high']:.0f}]"
             if e.get("low") is not None
             else f"{e['value']:.0f}"
         )
+
     for label, row in summary["evaluation"]["returns"].items():
         lines.append(
             f"| {label} | {fmt(row['robot'])} | {fmt(row['gain_over_sim_policy'])} | "
