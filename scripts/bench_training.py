@@ -3,8 +3,9 @@
 
 Times :func:`sim2real.training.train` (environment steps per second of wall time,
 ``torch.set_num_threads(1)``) for the shipped PPO settings on the sim variant, then
-with domain randomization + a 4-command history + the asymmetric critic, and with ADR
-in place of the randomization; prints the ratios to the plain run. Interleaved
+with domain randomization + a 4-command history + the asymmetric critic, with ADR
+in place of the randomization, and with the shipped ``robust`` recipe (the robustify
+randomization + the asymmetric critic); prints the ratios to the plain run. Interleaved
 repeats, median reported. A benchmark, not a test: numbers depend on the machine.
 
     python scripts/bench_training.py --task Hopper --steps 16384 --repeat 3
@@ -48,6 +49,10 @@ def main(argv: list[str] | None = None) -> int:
             "history": 4,
             "asymmetric": True,
         },
+        "robust (robustify randomization+asymmetric)": {
+            "randomization": configs / "robustify" / f"{lower}.yaml",
+            "asymmetric": True,
+        },
     }
     times: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(args.repeat):
@@ -68,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, v in times.items()
     }
     for name, r in results.items():
-        print(f"{name:<36} {r['steps_per_s']:>8.1f} steps/s  x{r['ratio_to_plain']:.2f}")
+        print(f"{name:<46} {r['steps_per_s']:>8.1f} steps/s  x{r['ratio_to_plain']:.2f}")
     if args.out:
         args.out.write_text(
             json.dumps({"task": args.task, "steps": args.steps, "results": results}, indent=2)

@@ -40,15 +40,18 @@ from sim2real.cli_options import (
 )
 from sim2real.tasks import get_task
 
-SIM_GROUP, DR_GROUP = "sim-trained", "randomization-trained"
+SIM_GROUP, DR_GROUP = "sim-trained", "robustified"
 
 
 def shipped_groups(task: str) -> dict[str, list[Path]]:
-    """The shipped policies of ``task``: sim-trained and, where shipped, randomization-trained."""
+    """The shipped policies of ``task``: sim-trained and, where shipped, the robustified
+    ones (``robust``: randomization + latency compensation; else the first ``dr``)."""
     groups = {SIM_GROUP: policy_folders(task, SIM_GROUP, f"{task}/sim")}
     # Without them the demo shows the gap but not the remedy, and says so.
-    with contextlib.suppress(FileNotFoundError):
-        groups[DR_GROUP] = policy_folders(task, DR_GROUP, f"{task}/dr")
+    for folder in ("robust", "dr"):
+        with contextlib.suppress(FileNotFoundError):
+            groups[DR_GROUP] = policy_folders(task, DR_GROUP, f"{task}/{folder}")
+            break
     return groups
 
 
@@ -150,9 +153,9 @@ def _tell(report: Any, groups: dict[str, list[Path]]) -> None:
             share = estimate.value / total
             bar = "#" * max(0, round(30 * share))
             print(f"     {player:<10} {estimate.format(0):>24}  {share:>5.0%} {bar}")
-    print("\n3. Robustify: policies trained with domain randomization")
+    print("\n3. Robustify: randomization-trained policies, latency compensated where shipped")
     if DR_GROUP not in report.groups:
-        print("   no randomization-trained policies are shipped for this task")
+        print("   no robustified policies are shipped for this task")
         return
     dr = report.groups[DR_GROUP]
     print(
