@@ -155,8 +155,10 @@ def test_a_gymnasium_id_runs_on_the_local_engine():
     assert [(e.seed, e.length) for e in got] == [(0, 5)]
 
 
-@pytest.mark.parametrize("real", ["default", "harsh"])
-def test_a_shipped_policy_gives_the_same_episodes_on_local_and_batch(real):
+@pytest.mark.parametrize(
+    ("group", "real"), [("sim", "default"), ("sim", "harsh"), ("robust", "harsh")]
+)  # robust: latency compensation with the delay estimated online, one predictor per row
+def test_a_shipped_policy_gives_the_same_episodes_on_local_and_batch(group, real):
     try:
         check_engine("batch")
     except ValueError:
@@ -164,7 +166,7 @@ def test_a_shipped_policy_gives_the_same_episodes_on_local_and_batch(real):
     kwargs = dict(
         seeds=range(100, 104), real=real, attribution=False, max_episode_steps=100, n_envs=4
     )
-    policy = data_dir("policies") / "Hopper" / "sim" / "seed0"
+    policy = data_dir("policies") / "Hopper" / group / "seed0"
     local = sim2real.evaluate_gap(policy, "Hopper", progress=False, **kwargs)
     batch = sim2real.evaluate_gap(policy, "Hopper", engine="batch", progress=False, **kwargs)
     assert local.episodes == batch.episodes
