@@ -282,43 +282,53 @@ def test_recurrent_ppo_trains_and_is_evaluated_with_its_state(
     assert len(evaluate_sim_return(run, seeds=range(2))) == 2
 
 
-@pytest.mark.slow
-def test_latency_compensation_recovers_the_sim_return_under_latency(tmp_path: Path) -> None:
-    """Known truth: with latency the only skew, predicting over the loop delay with the
-    nominal model gives back (nearly) the sim-trained policy's sim return."""
+def _with_compensation(shipped: Path, dest: Path, compensation: dict) -> Path:
+    """A copy of the policy folder ``shipped`` whose metadata adds ``compensation``."""
     import shutil
 
+    shutil.copytree(shipped, dest)
+    meta = json.loads((dest / "metadata.json").read_text())
+    meta["latency_compensation"] = compensation
+    (dest / "metadata.json").write_text(json.dumps(meta))
+    return dest
+
+
+def _hopper_return(path: Path, skews: dict | None) -> float:
+    """Return of one 400-step Hopper episode (seed 101) of the policy folder ``path``."""
     import numpy as np
 
     from sim2real.evaluation.policy import resolve_policies
 
+    policy = resolve_policies(path)[0].build()
+    env = sim2real.make("Hopper", skews=skews)
+    obs, _ = env.reset(seed=101)
+    total, start = 0.0, True
+    for _ in range(400):
+        action = policy(obs[None], episode_start=np.array([start]))
+        start = False
+        obs, reward, terminated, truncated, _ = env.step(action[0])
+        total += float(reward)
+        if terminated or truncated:
+            break
+    return total
+
+
+@pytest.mark.slow
+def test_latency_compensation_recovers_the_sim_return_under_latency(tmp_path: Path) -> None:
+    """Known truth: with latency the only skew, predicting over the loop delay with the
+    nominal model gives back (nearly) the sim-trained policy's sim return."""
+
     shipped = data_dir("policies") / "Hopper" / "sim" / "seed2"
     if not (shipped / "model.zip").is_file():
         pytest.skip("shipped Hopper policy missing")
-    compensated = tmp_path / "comp"
-    shutil.copytree(shipped, compensated)
-    meta = json.loads((compensated / "metadata.json").read_text())
-    meta["latency_compensation"] = {"obs_latency_s": 0.02, "action_latency_s": 0.01}
-    (compensated / "metadata.json").write_text(json.dumps(meta))
-
-    def run(path: Path, skews: dict | None) -> float:
-        policy = resolve_policies(path)[0].build()
-        env = sim2real.make("Hopper", skews=skews)
-        obs, _ = env.reset(seed=101)
-        total, start = 0.0, True
-        for _ in range(400):
-            action = policy(obs[None], episode_start=np.array([start]))
-            start = False
-            obs, reward, terminated, truncated, _ = env.step(action[0])
-            total += float(reward)
-            if terminated or truncated:
-                break
-        return total
+    compensated = _with_compensation(
+        shipped, tmp_path / "comp", {"obs_latency_s": 0.02, "action_latency_s": 0.01}
+    )
 
     latency = {"timing": {"obs_latency_s": 0.02, "action_latency_s": 0.01}}
-    sim_return = run(shipped, None)
-    assert run(shipped, latency) < 0.3 * sim_return  # the delay alone makes it fall
-    assert run(compensated, latency) > 0.95 * sim_return
+    sim_return = _hopper_return(shipped, None)
+    assert _hopper_return(shipped, latency) < 0.3 * sim_return  # the delay alone makes it fall
+    assert _hopper_return(compensated, latency) > 0.95 * sim_return
 
 
 @pytest.mark.parametrize(
@@ -358,36 +368,15 @@ def test_estimated_compensation_keeps_the_sim_return_in_sim_and_under_latency(
 ) -> None:
     """One compensated policy, no latency given: in sim it estimates no delay and keeps its
     sim return; under 20 + 10 ms it estimates 30 ms and recovers (nearly) its sim return."""
-    import shutil
-
-    import numpy as np
-
-    from sim2real.evaluation.policy import resolve_policies
 
     shipped = data_dir("policies") / "Hopper" / "sim" / "seed2"
     if not (shipped / "model.zip").is_file():
         pytest.skip("shipped Hopper policy missing")
-    estimated = tmp_path / "est"
-    shutil.copytree(shipped, estimated)
-    meta = json.loads((estimated / "metadata.json").read_text())
-    meta["latency_compensation"] = {"estimate": True, "max_latency_s": 0.08}
-    (estimated / "metadata.json").write_text(json.dumps(meta))
+    estimated = _with_compensation(
+        shipped, tmp_path / "est", {"estimate": True, "max_latency_s": 0.08}
+    )
 
-    def run(path: Path, skews: dict | None) -> float:
-        policy = resolve_policies(path)[0].build()
-        env = sim2real.make("Hopper", skews=skews)
-        obs, _ = env.reset(seed=101)
-        total, start = 0.0, True
-        for _ in range(400):
-            action = policy(obs[None], episode_start=np.array([start]))
-            start = False
-            obs, reward, terminated, truncated, _ = env.step(action[0])
-            total += float(reward)
-            if terminated or truncated:
-                break
-        return total
-
-    sim_return = run(shipped, None)
-    assert run(estimated, None) > 0.98 * sim_return
+    sim_return = _hopper_return(shipped, None)
+    assert _hopper_return(estimated, None) > 0.98 * sim_return
     latency = {"timing": {"obs_latency_s": 0.02, "action_latency_s": 0.01}}
-    assert run(estimated, latency) > 0.95 * sim_return
+    assert _hopper_return(estimated, latency) > 0.95 * sim_return
