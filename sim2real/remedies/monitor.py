@@ -501,22 +501,16 @@ class SkewMonitor:
         one_episode, block_episode, total = [], [], 0
         for index, (obs, actions) in enumerate(streams):
             self.predictor.reset()
-            for t in range(len(actions)):
-                total += 1
-                one, block = self.predictor.step(obs[t], actions[t])
+            total += len(actions)
+            # Every logged step, then the last observation (it closes the last transition).
+            for o, a in [*zip(obs, actions, strict=False), (obs[-1], actions[-1])]:
+                one, block = self.predictor.step(o, a)
                 if one is not None:
                     ones.append(one)
                     one_episode.append(index)
                 if block is not None:
                     blocks.append(block)
                     block_episode.append(index)
-            one, block = self.predictor.step(obs[-1], actions[-1])  # the last transition
-            if one is not None:
-                ones.append(one)
-                one_episode.append(index)
-            if block is not None:
-                blocks.append(block)
-                block_episode.append(index)
         self.predictor.reset()
         floor = np.maximum(1e-3 * self.noise_std, 1e-6)  # MuJoCo's solver tolerance: 1e-8
         r = np.array([o.residual for o in ones])
