@@ -240,6 +240,34 @@ def test_warm_start_acts_exactly_as_its_source(tmp_path: Path, tiny_run: Path) -
     np.testing.assert_allclose(got, expected, atol=1e-6)
 
 
+def test_warm_start_from_an_asymmetric_policy_keeps_actor_and_critic() -> None:
+    """A warm start from a shipped asymmetric policy (one set of normalization statistics
+    per input) acts as the source and values states as the source's critic does."""
+    import numpy as np
+    from stable_baselines3 import PPO
+
+    from sim2real.training import _make_vec_env
+    from sim2real.training.asymmetric import AsymmetricActorCriticPolicy
+    from sim2real.training.warm import warm_start
+
+    folder = data_dir("policies") / "InvertedPendulum" / "robust" / "seed0"
+    meta = json.loads((folder / "metadata.json").read_text())
+    venv = _make_vec_env("InvertedPendulum", meta["randomization"], 2,
+                         {"obs": True, "reward": True}, 0.99, asymmetric=True)  # fmt: skip
+    model = PPO(AsymmetricActorCriticPolicy, venv, device="cpu", seed=0)
+    warm_start(model, venv, folder)
+    source, stats = load_policy(folder)
+    rng = np.random.default_rng(3)
+    critic_dim = venv.observation_space["critic"].shape[0]
+    obs = {"actor": rng.normal(size=(6, 4)), "critic": rng.normal(size=(6, critic_dim))}
+    np.testing.assert_allclose(
+        model.predict(venv.normalize_obs(obs), deterministic=True)[0],
+        source.predict(stats.normalize_obs(obs), deterministic=True)[0], atol=1e-6,
+    )
+    for key in ("actor", "critic"):
+        np.testing.assert_array_equal(venv.obs_rms[key].mean, stats.obs_rms[key].mean)
+
+
 def test_adr_training_keeps_its_state_in_checkpoints_and_metadata(
     tmp_path: Path, tiny_config: Path
 ) -> None:

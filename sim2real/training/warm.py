@@ -46,11 +46,14 @@ def warm_start(model: Any, venv: Any, source: Path) -> list[str]:
         with stats_file.open("rb") as file:
             stats = pickle.load(file)  # our own file, written by train()
         targets = venv.obs_rms if isinstance(venv.obs_rms, dict) else {"": venv.obs_rms}
-        for rms in targets.values():
-            n = min(len(rms.mean), len(stats.obs_rms.mean))
-            rms.mean[:n] = stats.obs_rms.mean[:n]
-            rms.var[:n] = stats.obs_rms.var[:n]
-            rms.count = float(stats.obs_rms.count)
+        for key, rms in targets.items():
+            # An asymmetric source keeps one set of statistics per input; a plain one, one.
+            known = stats.obs_rms.get(key, stats.obs_rms["actor"]) if isinstance(
+                stats.obs_rms, dict) else stats.obs_rms  # fmt: skip
+            n = min(len(rms.mean), len(known.mean))
+            rms.mean[:n] = known.mean[:n]
+            rms.var[:n] = known.var[:n]
+            rms.count = float(known.count)
         venv.ret_rms = stats.ret_rms
     return copied
 
