@@ -152,6 +152,7 @@ class SkewedEnv(gym.Wrapper):
         self._drawn: Point | None = None  # the point the pipeline was built from
         self._dynamics_of: Point | None = None  # the point the model carries
         self.point = Point()
+        self._hooked = False  # whether the physics hook is installed (from below until close)
         self.pipeline = build_pipeline(self.point, self.context)
         self._set_pipeline(self.pipeline)
         _CARRIERS.add(base)
@@ -239,11 +240,17 @@ class SkewedEnv(gym.Wrapper):
         self._set_pipeline(self.pipeline)
 
     def _set_pipeline(self, pipeline: Pipeline) -> None:
-        self._sensors: Sensors = pipeline.sensors
+        sensors: Sensors = pipeline.sensors
+        self._sensors = sensors
         self._obs_latency, self._action_latency = pipeline.obs_latency, pipeline.action_latency
-        self._read = self._sensors.read if self._sensors.active else None
-        self._dropout = self._sensors.dropout is not None
-        self._commands: deque[np.ndarray] = deque(maxlen=self._action_latency.control_steps + 2)
+        self._read = sensors.read if sensors.active else None
+        self._dropout = sensors.dropout is not None
+        length = self._action_latency.control_steps + 2
+        commands: deque[np.ndarray] | None = getattr(self, "_commands", None)
+        if commands is not None and commands.maxlen == length:
+            commands.clear()  # the closures that held it are rebuilt below
+        else:
+            self._commands = deque(maxlen=length)
         self._arrivals = None if pipeline.jitter is None else Arrivals(self._frame_skip)
         offset = self._obs_latency.offset
         self._capture_at = self._frame_skip - offset if offset else None
@@ -252,7 +259,7 @@ class SkewedEnv(gym.Wrapper):
         self._captured: list[np.ndarray | None] = [None]  # the last mid-step reading
         self._observe = self._observer()
         self._physics_step = self._make_physics_step(pipeline)
-        if "_step_mujoco_simulation" in vars(self._base):
+        if self._hooked:
             self._install_physics_hook()
 
     def _observer(self) -> Callable[[np.ndarray], np.ndarray] | None:
@@ -309,10 +316,12 @@ class SkewedEnv(gym.Wrapper):
         return first
 
     def _install_physics_hook(self) -> None:
-        self._base._step_mujoco_simulation = self._physics_step  # type: ignore[method-assign]
+        self._base.__dict__["_step_mujoco_simulation"] = self._physics_step
+        self._hooked = True
 
     def _uninstall_physics_hook(self) -> None:
         vars(self._base).pop("_step_mujoco_simulation", None)
+        self._hooked = False
 
     def _capture_function(self) -> Callable[[], None]:
         """Takes the reading that the observation latency will deliver (mid-step)."""

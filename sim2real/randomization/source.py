@@ -13,7 +13,7 @@ generator.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +60,7 @@ class RandomizationSource:
         }
         self._episode: list[tuple[str, Distribution, tuple[int, ...]]] = []
         self._rng: np.random.Generator | None = None
-        self._draws: dict[str, Iterator[np.ndarray]] = {}
+        self._blocks = _EpisodeBlocks([], None)
         self.drawn = Point()
 
     # ------------------------------------------------------------------ the protocol
@@ -79,27 +79,23 @@ class RandomizationSource:
             else:  # one variate per episode, scaled into each dimension's range
                 size = (1,) * len(randomized.dist.shape)
             bound._episode.append((name, randomized.dist, size))
-        bound._rng, bound._draws = None, {}
+        bound._rng, bound._blocks = None, _EpisodeBlocks([], None)
         return bound
 
     def draw(self, rng: np.random.Generator) -> Point:
         if rng is not self._rng:  # a new seed: new per-field generators
             self._rng = rng
-            self._draws = {
-                name: _episode_draws(field_generator(rng, name), dist, size)
-                for name, dist, size in self._episode
-            }
+            self._blocks = _EpisodeBlocks(self._episode, rng)
+        blocks = self._blocks
+        if blocks.next == _EPISODE_BLOCK:
+            blocks.refill()
+        index = blocks.next
+        blocks.next = index + 1
         point = Point(self._fixed)
-        arrays: dict[str, np.ndarray] = {}
-        for name, draws in self._draws.items():
-            value = next(draws)
-            if value.ndim:
-                point[name] = value.tolist()
-                arrays[name] = value
-            else:
-                point[name] = float(value)
+        point.update(zip(blocks.names, blocks.values[index], strict=True))
         point.update(self._step)
-        point.arrays = arrays  # the same values as drawn, so the pipeline need not convert
+        # The same values as drawn (views of the block), so that the pipeline need not convert.
+        point.arrays = dict(zip(blocks.array_names, blocks.arrays[index], strict=True))
         self.drawn = point
         return point
 
@@ -154,9 +150,32 @@ def _check_support(name: str, randomized: Randomized, ctx: Context) -> None:
             )
 
 
-def _episode_draws(
-    rng: np.random.Generator, dist: Distribution, shape: tuple[int, ...]
-) -> Iterator[np.ndarray]:
-    """One draw per episode, sampled 64 episodes at a time (one generator call, not 64)."""
-    while True:
-        yield from dist.sample(rng, (_EPISODE_BLOCK, *shape))
+class _EpisodeBlocks:
+    """The per-episode fields' draws, 64 episodes at a time: one generator call per field and
+    block (the rows of ``dist.sample(rng, (64, *size))``, as drawn one block after another).
+
+    ``values[i]`` are episode ``i``'s values in point form (a float, or a list for a field
+    with one value per element or dimension), ``arrays[i]`` the same values of the fields
+    drawn as arrays, as views of the block; ``next`` is the next episode's index in the block.
+    """
+
+    def __init__(
+        self,
+        fields: list[tuple[str, Distribution, tuple[int, ...]]],
+        rng: np.random.Generator | None,
+    ) -> None:
+        self.fields = [(field_generator(rng, name), dist, size) for name, dist, size in fields]
+        self.names = tuple(name for name, _, _ in fields)
+        # A field with a size beyond the episode axis is drawn as one array per episode.
+        self.array_names = tuple(name for name, _, size in fields if size)
+        self.values: list[tuple[Any, ...]] = []
+        self.arrays: list[tuple[np.ndarray, ...]] = []
+        self.next = _EPISODE_BLOCK  # no block drawn yet
+
+    def refill(self) -> None:
+        blocks = [dist.sample(rng, (_EPISODE_BLOCK, *size)) for rng, dist, size in self.fields]
+        empty = [()] * _EPISODE_BLOCK
+        self.values = list(zip(*(block.tolist() for block in blocks), strict=True)) or empty
+        rows = [list(block) for block, field in zip(blocks, self.fields, strict=True) if field[2]]
+        self.arrays = list(zip(*rows, strict=True)) or empty
+        self.next = 0

@@ -38,6 +38,8 @@ class ActuationNoise:
     @classmethod
     def build(cls, value: Any, ctx: Context) -> ActuationNoise | None:
         span, dim = ctx.span, len(ctx.low)
+        if type(value) is float and value == 0.0:  # the common case: no noise, nothing to build
+            return None
         if ctx.per_step(value):  # noise = (std_t * z_t) x action range, std_t drawn each step
             stream = ctx.per_step_stream(cls.field, value, dim, lambda rows: span * rows)
             return cls(1.0, span, stream)

@@ -46,12 +46,13 @@ def per_row(value: Value, nominal: np.ndarray) -> Any:
     Shared by the model edits here and the batch engine's per-simulation ones."""
     if isinstance(value, float):
         return value
-    value = np.asarray(value, dtype=np.float64)
+    if type(value) is not np.ndarray or value.dtype != np.float64:  # a drawn array is both
+        value = np.asarray(value, dtype=np.float64)
     if value.ndim == 0:
         return value
     if value.shape[0] != nominal.shape[0]:
         raise ValueError(f"expected {nominal.shape[0]} per-element values, got {value.shape[0]}")
-    return value.reshape((-1,) + (1,) * (nominal.ndim - 1))
+    return value if nominal.ndim == 1 else value.reshape((-1,) + (1,) * (nominal.ndim - 1))
 
 
 class FrictionScale(_ScaleSkew):
@@ -183,6 +184,8 @@ class ModelSkews:
         applied = self._applied
         for name, skew, nominal in self._entries:
             value = values.get(name)
+            if value is None and name not in applied:  # nominal, and nominal already
+                continue
             if type(value) is np.ndarray and value.dtype == np.float64:  # drawn per element:
                 if value is applied.get(name):  # written as it comes (comparing costs more)
                     continue

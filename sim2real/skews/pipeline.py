@@ -90,6 +90,8 @@ def field_generator(source: np.random.Generator, field: str) -> np.random.Genera
     return _child(source.bit_generator.seed_seq, field)  # type: ignore[attr-defined]
 
 
+_count_nonzero = np.count_nonzero
+
 ALL_STREAMS: tuple[str, ...] = tuple(
     dict.fromkeys(name for entry in SKEWS.values() for name in entry.streams)
 )
@@ -208,7 +210,8 @@ class Context:
     @staticmethod
     def nonzero(value: float | np.ndarray) -> bool:
         """Whether a scalar or per-element value is anywhere nonzero."""
-        return value != 0.0 if isinstance(value, float) else bool(value.any())
+        # count_nonzero is one C call; ndarray.any goes through numpy's Python layer.
+        return value != 0.0 if isinstance(value, float) else _count_nonzero(value) > 0
 
     def per_step_stream(
         self,

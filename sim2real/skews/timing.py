@@ -38,8 +38,14 @@ class Latency:
 
     substeps: int = dataclasses.field(init=False, repr=False, compare=False)  # the realized delay
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "substeps", round(self.requested_s / self.substep_s))
+    def __init__(self, requested_s: float, substep_s: float, frame_skip: int) -> None:
+        # Frozen: set once, here, in one call (a randomized reset builds two of these).
+        self.__dict__.update(
+            requested_s=requested_s,
+            substep_s=substep_s,
+            frame_skip=frame_skip,
+            substeps=round(requested_s / substep_s),
+        )
 
     @property
     def effective_s(self) -> float:
