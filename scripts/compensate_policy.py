@@ -11,6 +11,14 @@ calibration remedy measures them (``default`` preset: 20 ms observation, 10 ms a
 
 With ``--estimate`` the policy estimates the total delay of each episode online instead
 (the given latencies are its prior), so one policy serves sim and robots of unknown latency.
+With ``--filter NOISE`` the predictor is also a state observer (a steady-state Kalman filter
+per dimension around the nominal model, dropped readings replaced by the prediction): NOISE is
+the sensors' noise, a preset of the task (its sensing noise) or one number per dimension; the
+model's one-step error on the robots the policy was trained for is measured here, on the
+policy's own randomization (dynamics and actuation only).
+
+    python scripts/compensate_policy.py runs/Hopper/robust/seed0 policies/Hopper/robust/seed0 \
+        --estimate --filter default
 """
 
 from __future__ import annotations
@@ -20,6 +28,8 @@ import json
 import shutil
 import sys
 from pathlib import Path
+
+import numpy as np
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,6 +44,14 @@ def main(argv: list[str] | None = None) -> int:
         help="estimate the total delay online per episode (the latencies are then the prior)",
     )
     parser.add_argument("--max-latency", type=float, default=0.08, help="seconds (--estimate)")
+    parser.add_argument(
+        "--filter",
+        metavar="NOISE",
+        help="filter the readings: the sensors' noise, a preset name or comma-separated numbers",
+    )
+    parser.add_argument(
+        "--filter-episodes", type=int, default=20, help="episodes to measure the model's error"
+    )
     parser.add_argument("--note", default="the default robot's latency, as calibration measures it")
     parser.add_argument(
         "--manifest", action="store_true", help="measure its sim return and list it in the manifest"
@@ -46,15 +64,27 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.source / "model.zip").is_file():
         print(f"error: source {args.source} holds no model.zip", file=sys.stderr)
         return 2
+    meta = json.loads((args.source / "metadata.json").read_text())
+    try:
+        noise = _filter_noise(args.filter, meta) if args.filter else None
+    except ValueError as error:
+        print(f"error: --filter {args.filter}: {error}", file=sys.stderr)
+        return 2
     args.dest.mkdir(parents=True, exist_ok=True)
     for name in ("model.zip", "vecnormalize.pkl"):
         if (args.source / name).is_file():
             shutil.copy2(args.source / name, args.dest / name)
-    meta = json.loads((args.source / "metadata.json").read_text())
-    from sim2real.training.compensation import LatencyCompensation
+    from sim2real.training.compensation import LatencyCompensation, StateFilter, measure_process_std
 
+    state_filter = None
+    if noise is not None:
+        process = measure_process_std(
+            meta["task"], str(args.source), meta["randomization"], episodes=args.filter_episodes
+        )
+        state_filter = StateFilter(tuple(noise), tuple(round(float(v), 6) for v in process))
     compensation = LatencyCompensation(
-        args.obs_latency, args.action_latency, args.estimate, args.max_latency
+        args.obs_latency, args.action_latency, args.estimate, args.max_latency,
+        filter=state_filter,
     )
     meta["latency_compensation"] = {**compensation.to_dict(), "source": args.note}
     meta["compensated_from"] = str(args.source)
@@ -104,14 +134,41 @@ def _list(args: argparse.Namespace, meta: dict, argv: list[str] | None) -> None:
     )
 
 
+def _filter_noise(value: str, meta: dict) -> list[float]:
+    """The sensors' noise per observation dimension: a preset's sensing noise or numbers."""
+    from sim2real.skews.sensing import per_dimension
+    from sim2real.tasks import get_task
+
+    if not meta.get("randomization"):
+        raise ValueError("the source was not trained with randomization (metadata.json), "
+                         "so the model's error on its robots is unknown")  # fmt: skip
+    task = get_task(meta["task"])
+    dim = task.observation_dim
+    if value in task.presets:
+        noise = task.presets[value].sensing.noise_std
+        return [float(v) for v in per_dimension(noise, dim, "noise")]
+    try:
+        numbers = [float(v) for v in value.split(",")]
+    except ValueError:
+        numbers = []
+    if len(numbers) not in (1, dim) or not all(np.isfinite(numbers)) or min(numbers) < 0:
+        raise ValueError(
+            f"not a preset of {meta['task']} ({', '.join(task.presets)}) nor 1 or {dim} finite "
+            "numbers >= 0"
+        )
+    return numbers * dim if len(numbers) == 1 else numbers
+
+
 def _describe(compensation: dict) -> str:
     if compensation.get("estimate"):
         bound = compensation["max_latency_s"]
-        return f"latency compensation, total delay estimated online (up to {bound} s)"
-    return (
-        f"latency compensation {compensation['obs_latency_s']} s + "
-        f"{compensation['action_latency_s']} s"
-    )
+        text = f"latency compensation, total delay estimated online (up to {bound} s)"
+    else:
+        text = (
+            f"latency compensation {compensation['obs_latency_s']} s + "
+            f"{compensation['action_latency_s']} s"
+        )
+    return text + (", readings filtered around the model" if compensation.get("filter") else "")
 
 
 if __name__ == "__main__":

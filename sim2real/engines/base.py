@@ -178,6 +178,15 @@ def divergence(data: Any, warnings_before: tuple[int, ...]) -> str | None:
     return None
 
 
+def takes_active_rows(policy: Callable[..., np.ndarray]) -> bool:
+    """Whether ``policy`` accepts ``active=mask``: the rows of a fixed-row batch that hold
+    one of its episodes, so that per-row work (a latency predictor) skips the others."""
+    try:
+        return "active" in inspect.signature(policy).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def with_episode_start(policy: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
     """``policy`` as ``policy(obs_batch, episode_start=mask)``: a plain
     ``obs_batch -> action_batch`` callable is wrapped to ignore the mask."""

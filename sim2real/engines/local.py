@@ -33,6 +33,7 @@ from sim2real.engines.base import (
     divergence,
     instability_warnings,
     make_env,
+    takes_active_rows,
     with_episode_start,
 )
 
@@ -129,6 +130,10 @@ class _Slots:
             start[i] = self.subs[i].starting
         if self.stateless:
             actions = self.policy(self.obs[rows], episode_start=start[rows])
+        elif takes_active_rows(self.policy):
+            active = np.zeros(len(self.subs), dtype=bool)
+            active[rows] = True
+            actions = self.policy(self.obs.copy(), episode_start=start, active=active)[rows]
         else:
             actions = self.policy(self.obs.copy(), episode_start=start)[rows]
         for i, action in zip(rows, actions, strict=True):

@@ -248,10 +248,17 @@ class _Compensated:
         self.policy = policy
         self.predictor = LatencyPredictor(task, compensation)
 
-    def __call__(self, obs: np.ndarray, episode_start: np.ndarray | None = None) -> np.ndarray:
-        predicted = self.predictor.predict(obs, episode_start)
+    def __call__(
+        self,
+        obs: np.ndarray,
+        episode_start: np.ndarray | None = None,
+        active: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """``active``: the rows that hold an episode of this policy (default: all); the
+        prediction, the costly part, runs on those alone."""
+        predicted = self.predictor.predict(obs, episode_start, active)
         actions = self.policy(predicted, episode_start=episode_start)
-        self.predictor.record(actions)
+        self.predictor.record(actions, active)
         return actions
 
 

@@ -23,6 +23,12 @@ plant's clock), so only the total is identifiable there, and it is all the
 predictor needs; the split shows at the episode start alone, where the estimator
 scores every split.
 
+With a ``filter`` (:class:`StateFilter`) the predictor is also the robot's state
+observer: each reading is fused with the model's one-step prediction from the last
+estimate (a steady-state Kalman gain per dimension, from the sensors' noise and the
+model's one-step error), and a reading that repeats the last one exactly while the
+state must have moved (a dropped packet) is replaced by the prediction.
+
 :class:`LatencyCompensation` is what a policy's ``metadata.json`` records
 (``latency_compensation``); :class:`LatencyPredictor` does the prediction for a
 batch of sub-envs, one row each, and the evaluator applies it before the policy.
@@ -54,8 +60,11 @@ class LatencyCompensation:
     estimate: bool = False
     max_latency_s: float = 0.08
     estimate_steps: int = 50
+    filter: StateFilter | None = None
 
-    _KEYS = ("obs_latency_s", "action_latency_s", "estimate", "max_latency_s", "estimate_steps")
+    _KEYS = (
+        "obs_latency_s", "action_latency_s", "estimate", "max_latency_s", "estimate_steps", "filter"
+    )
 
     @classmethod
     def load(cls, value: Mapping[str, Any] | None) -> LatencyCompensation | None:
@@ -73,6 +82,7 @@ class LatencyCompensation:
             bool(value.get("estimate", False)),
             float(value.get("max_latency_s", cls.max_latency_s)),
             int(value.get("estimate_steps", cls.estimate_steps)),
+            StateFilter.load(value.get("filter")),
         )
         numbers = (compensation.obs_latency_s, compensation.action_latency_s,
                    compensation.max_latency_s)  # fmt: skip
@@ -90,7 +100,75 @@ class LatencyCompensation:
         if self.estimate:
             out.update(estimate=True, max_latency_s=self.max_latency_s,
                        estimate_steps=self.estimate_steps)  # fmt: skip
+        if self.filter is not None:
+            out["filter"] = self.filter.to_dict()
         return out
+
+
+@dataclass(frozen=True)
+class StateFilter:
+    """A per-dimension steady-state Kalman filter on the readings, around the model.
+
+    Attributes:
+        noise_std: the sensors' noise per observation dimension, in each reading's
+            units (a datasheet or the calibration remedy gives it).
+        process_std: the nominal model's one-step prediction error per dimension on
+            the robot (what the randomized dynamics make it; ``compensate_policy.py
+            --filter`` measures it).
+    """
+
+    noise_std: tuple[float, ...]
+    process_std: tuple[float, ...]
+
+    MIN_GAIN = 0.05  # never trust the model alone: a dimension the model predicts perfectly
+    # in the measurement still drifts on a robot it does not describe
+
+    @classmethod
+    def load(cls, value: Mapping[str, Any] | None) -> StateFilter | None:
+        if not value:
+            return None
+        extra = sorted(set(value) - {"noise_std", "process_std"})
+        if extra:
+            raise ValueError(
+                f"latency_compensation.filter: unknown keys {extra}; allowed: noise_std, "
+                "process_std"
+            )
+        noise = tuple(float(v) for v in np.ravel(value.get("noise_std", ())))
+        process = tuple(float(v) for v in np.ravel(value.get("process_std", ())))
+        if not noise or len(noise) != len(process):
+            raise ValueError(
+                "latency_compensation.filter: noise_std and process_std need one value per "
+                f"observation dimension (got {len(noise)} and {len(process)})"
+            )
+        if not (np.all(np.isfinite(noise + process)) and min(noise + process) >= 0):
+            raise ValueError("latency_compensation.filter: values must be finite and >= 0")
+        return cls(noise, process)
+
+    def to_dict(self) -> dict[str, list[float]]:
+        return {"noise_std": list(self.noise_std), "process_std": list(self.process_std)}
+
+    def gain(self) -> np.ndarray:
+        """Per dimension, the weight of a new reading against the prediction."""
+        return steady_state_gain(np.asarray(self.process_std), np.asarray(self.noise_std),
+                                 self.MIN_GAIN)  # fmt: skip
+
+
+def steady_state_gain(
+    process_std: np.ndarray, noise_std: np.ndarray, min_gain: float = 0.0
+) -> np.ndarray:
+    """The steady-state Kalman gain of a random walk (one-step error ``process_std``)
+    seen through noise ``noise_std``, per dimension: ``K = P / (P + r)`` with the prior
+    variance ``P = (q + sqrt(q^2 + 4 q r)) / 2`` (``q``, ``r`` the variances). A
+    noiseless dimension gets 1 (the reading is the state).
+
+    >>> steady_state_gain(np.array([1.0, 0.1, 0.5]), np.array([0.0, 1.0, 0.5])).round(3)
+    array([1.   , 0.095, 0.618])
+    """
+    q, r = np.square(process_std), np.square(noise_std)
+    prior = (q + np.sqrt(q * q + 4.0 * q * r)) / 2.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        gain = np.where(r > 0, prior / (prior + r), 1.0)
+    return np.clip(np.nan_to_num(gain, nan=1.0), min_gain, 1.0)
 
 
 class DelayEstimator:
@@ -215,7 +293,15 @@ class LatencyPredictor:
                 self._given,
             )
         self._commands: list[list[np.ndarray]] = []  # this episode's, from its start
-        self._last_obs: list[np.ndarray | None] = []
+        self._last_obs: list[np.ndarray | None] = []  # the last raw reading
+        self._gain = None if compensation.filter is None else compensation.filter.gain()
+        if self._gain is not None and len(self._gain) != env.observation_space.shape[0]:
+            raise ValueError(
+                f"latency_compensation.filter: {len(self._gain)} values for {task}'s "
+                f"{env.observation_space.shape[0]} observation dimensions"
+            )
+        self._estimate_obs: list[np.ndarray | None] = []  # the filter's last state estimate
+        self._dropped: list[bool] = []  # whether the last raw reading was a dropped packet
 
     def split(self, row: int) -> tuple[int, int]:
         """Row ``row``'s compensated ``(L_o, L_a)``, in substeps."""
@@ -225,41 +311,77 @@ class LatencyPredictor:
         """Row ``row``'s compensated total delay (observation + action), in substeps."""
         return sum(self.split(row))
 
-    def predict(self, obs: np.ndarray, episode_start: np.ndarray | None = None) -> np.ndarray:
+    def predict(
+        self,
+        obs: np.ndarray,
+        episode_start: np.ndarray | None = None,
+        active: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """The observation each row's next command will meet. Rows where ``active`` is
+        False (an engine's rows that hold no episode of this policy) pass through
+        untouched and keep their state."""
         obs = np.asarray(obs, dtype=np.float64)
         count = len(obs)
         while len(self._commands) < count:
             self._commands.append([])
             self._last_obs.append(None)
+            self._estimate_obs.append(None)
+            self._dropped.append(False)
             if self.estimator is not None:
                 self.estimator.reset(len(self._commands) - 1)
         starts = np.zeros(count, dtype=bool)
         if episode_start is not None:
             starts |= np.asarray(episode_start, dtype=bool).reshape(count)
         fs = self._frame_skip
-        predicted = np.empty_like(obs)
-        for row in range(count):
+        predicted = obs.copy()
+        for row in range(count) if active is None else np.flatnonzero(active):
             if starts[row]:
                 self._commands[row] = []
                 self._last_obs[row] = None
+                self._dropped[row] = False
                 if self.estimator is not None:
                     self.estimator.reset(row)
-            sent = self._commands[row]
-            if self.estimator is not None and sent and self.estimator.wants(row):
+            sent, reading = self._commands[row], obs[row]
+            dropped = False
+            if self._gain is not None and sent:
+                reading, dropped = self._filter(row, obs[row], sent)
+            if (self.estimator is not None and sent and self.estimator.wants(row)
+                    and not (dropped or self._dropped[row])):  # fmt: skip
                 self._estimate(row, self._last_obs[row], obs[row], sent)
-            self._last_obs[row] = obs[row].copy()
+            self._last_obs[row], self._dropped[row] = obs[row].copy(), dropped
+            self._estimate_obs[row] = reading.copy()
             if not sent:  # nothing sent yet: the next command acts from the start
-                predicted[row] = obs[row]
+                predicted[row] = reading
                 continue
             obs_lag, action_lag = self.split(row)
             now = len(sent) * fs  # the state the next command meets: at now + L_a
-            predicted[row] = self._roll(obs[row], max(now - obs_lag, 0), now + action_lag,
+            predicted[row] = self._roll(reading, max(now - obs_lag, 0), now + action_lag,
                                         sent, action_lag)  # fmt: skip
         return predicted
 
-    def record(self, actions: np.ndarray) -> None:
+    def _filter(self, row: int, raw: np.ndarray, sent: list) -> tuple[np.ndarray, bool]:
+        """The state estimate at reading ``raw`` (the model's one-step prediction from
+        the last estimate, corrected by the reading) and whether a dimension of ``raw``
+        was dropped (it repeats the last reading to the bit where the state must have
+        moved: the prediction stands in for it)."""
+        obs_lag, action_lag = self.split(row)
+        fs, now = self._frame_skip, len(sent) * self._frame_skip
+        begin, end = max(now - fs - obs_lag, 0), max(now - obs_lag, 0)
+        prior = self._roll(self._estimate_obs[row], begin, end, sent, action_lag)
+        # Past the estimator's start window every candidate delay says the state moved.
+        settled = self.estimator is None or now - fs >= self.estimator.max_delay
+        gain = self._gain
+        dropped = False
+        if settled and end > begin:
+            repeated = (raw == self._last_obs[row]) & (prior != self._estimate_obs[row])
+            if repeated.any():
+                gain, dropped = np.where(repeated, 0.0, gain), True
+        return prior + gain * (raw - prior), dropped
+
+    def record(self, actions: np.ndarray, active: np.ndarray | None = None) -> None:
         for row, action in enumerate(np.asarray(actions, dtype=np.float64)):
-            self._commands[row].append(action.copy())
+            if active is None or active[row]:
+                self._commands[row].append(action.copy())
 
     def _estimate(self, row: int, before: np.ndarray, after: np.ndarray, sent: list) -> None:
         """Score the candidate delays on the transition ``before`` -> ``after``."""
@@ -311,3 +433,41 @@ class LatencyPredictor:
             mujoco.mj_step(model, data, nstep=run)
             substep += run
         return self._env._get_obs()
+
+
+def measure_process_std(
+    task: str, policy: Any, randomization: Mapping[str, Any], episodes: int = 20,
+    seed: int = 0, max_steps: int = 300,
+) -> np.ndarray:
+    """The nominal model's one-step prediction error per observation dimension, RMS over
+    ``episodes`` driven by ``policy`` on ``task`` under ``randomization``'s dynamics and
+    actuation (its sensing and timing dropped: the readings are the true states).
+
+    This is a :class:`StateFilter`'s ``process_std``: how far a step of the robot departs
+    from a step of the model, over the robots the policy was trained for.
+    """
+    import sim2real
+    from sim2real.evaluation.policy import resolve_policies
+
+    spec = {key: randomization[key] for key in ("dynamics", "actuation") if key in randomization}
+    env = sim2real.make(task, randomization=spec)
+    act = resolve_policies(policy)[0].build()
+    model = LatencyPredictor(task, LatencyCompensation())
+    fs, squares, count = model._frame_skip, 0.0, 0
+    for episode in range(episodes):
+        obs, _ = env.reset(seed=seed + episode)
+        sent: list[np.ndarray] = []
+        for step in range(max_steps):
+            action = np.asarray(act(obs[None], episode_start=np.array([step == 0])))[0]
+            sent.append(np.asarray(action, dtype=np.float64))
+            after, _, terminated, truncated, _ = env.step(action)
+            if model._invert.exact(obs):
+                now = len(sent) * fs
+                guess = model._roll(np.asarray(obs, float), now - fs, now, sent, 0)
+                squares = squares + (np.asarray(after, float) - guess) ** 2
+                count += 1
+            obs = after
+            if terminated or truncated:
+                break
+    env.close()
+    return np.sqrt(squares / max(count, 1))

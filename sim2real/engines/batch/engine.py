@@ -9,7 +9,13 @@ from typing import Any
 
 import numpy as np
 
-from sim2real.engines.base import Episode, OnEpisode, Workload, with_episode_start
+from sim2real.engines.base import (
+    Episode,
+    OnEpisode,
+    Workload,
+    takes_active_rows,
+    with_episode_start,
+)
 from sim2real.engines.batch.sim import BatchSim, StepResult
 
 
@@ -93,7 +99,11 @@ class BatchEngine:
                 batch_obs[rows] = obs[rows]
                 mask = np.zeros(workload.n_envs, dtype=bool)
                 mask[rows] = starting[rows]
-                out = np.asarray(act(batch_obs.copy(), episode_start=mask))
+                extra = {}
+                if takes_active_rows(act):
+                    extra["active"] = np.zeros(workload.n_envs, dtype=bool)
+                    extra["active"][rows] = True
+                out = np.asarray(act(batch_obs.copy(), episode_start=mask, **extra))
                 by_dtype.setdefault(out.dtype, []).append((rows, out[rows]))
             # One physics call for all, unless policies give actions of different dtypes (the
             # control cost is computed in the action's dtype, as upstream).
