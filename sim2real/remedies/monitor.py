@@ -12,9 +12,14 @@ of sequential test run on them:
 
 * an omnibus CUSUM over the (capped) squared Mahalanobis norm of the one-step
   residual, which catches anything that makes residuals large;
-* for a few total delays (half, one, two and three control steps), Page's
-  CUSUM of the Gaussian log-likelihood ratio of "delayed by d substeps" against
-  "no delay", one step at a time (clipped, less a small drift);
+* a generalized likelihood ratio test of the total delay: for every candidate
+  delay on a grid of half control steps up to three steps, Page's CUSUM of the
+  Gaussian log-likelihood ratio of "delayed by d substeps" against "no delay",
+  one step at a time (clipped, less a small drift), and one statistic, the
+  largest of them (one threshold for the whole profile). Where a velocity sits
+  on its clip the transition is predicted open loop from the last exact
+  observation (up to :data:`MAX_GAP` steps back), whitened with its own
+  covariance, so that the delay test keeps its evidence through a fast gait;
 * for each dynamics field, a matched filter (the generalized likelihood ratio
   along the field's sensitivity direction): over blocks of ``block`` control
   steps, open-loop from an exact observation, ``sum_i s_i' W r_i`` over
@@ -51,12 +56,16 @@ from sim2real.remedies.monitor_model import ReferenceModel, resolve_task
 from sim2real.remedies.monitor_predict import Block, OneStep, StreamPredictor
 
 LATENCY = "timing.total_latency_s"  # the one latency the stream identifies (obs + action)
-FORMAT = "sim2real.monitor/2"
+FORMAT = "sim2real.monitor/3"
 CUSUM_DRIFT = 2.0  # omnibus CUSUM drift, x the sim mean increment: detects a doubled variance
 CUSUM_CAP = 50.0  # cap on one step's omnibus increment: one outlier cannot alarm alone
 NOISY_BLOCK_S = 0.064  # seconds per matched-filter block on a noisy stream (1 step when noiseless)
 INCREMENT_CLIP = 4.0  # a block's matched-filter increment is clipped at this many sim sigmas
-LLR_CLIP = 20.0  # one step's delay log-likelihood ratio is clipped at this (heavy tails)
+LLR_CLIP = 50.0  # one step's delay log-likelihood ratio is clipped at this (heavy tails)
+DELAY_CANDIDATES = 6  # total delays the delay test runs side by side (one prediction each)
+MAX_GAP = 4  # a delay-test transition may span this many control steps from an exact anchor
+PROFILE_STEPS = 80  # exact transitions the delay profile of identification uses
+PROFILE_CAP = 8.0  # the most one transition can count against a delay in the delay profile
 LLR_DRIFT = 1.0  # subtracted from each step's delay log-likelihood ratio: short excursions on sim
 EXACT_MARGIN = 4.0  # a velocity within this many noise sigmas of its clip is not exact
 WINDOWS = (25, 250)  # matched-filter windows in control steps for one-step blocks
@@ -145,11 +154,13 @@ class Calibration:
             residual per unit of squared whitened sensitivity.
         extrapolated: per channel, whether its threshold was extrapolated (tail fit).
         block: control steps per matched-filter block.
-        whiten_step: one-step whitening matrices ``T`` (``z = T r``), [no contact, contact].
+        whiten_step: one-step whitening matrices ``T`` (``z = T r``), [no contact, contact,
+            from an exact anchor more than one step back].
         whiten_block: the same for block residuals.
         increment_clip: per dynamics field, where a block's increment is clipped, in
             units of its sim standard deviation (inf: no clip).
-        delay_drift: per delay (substeps), the drift of its CUSUM per step.
+        delay_drift: per delay (substeps), the drift of its CUSUM per step (the delay
+            profile's threshold is ``thresholds[timing.total_latency_s]``).
     """
 
     noise_std: list[float]
@@ -242,17 +253,20 @@ class SkewMonitor:
         self._gammas = np.array([1.0 - self.block / w for w in self.windows]) if self.block else []
         self.fields = self.reference.fields
         fs = self.reference.frame_skip
-        # Candidate total delays (substeps) of the delay CUSUMs: half, one, two, three steps.
-        delays = sorted({max(1, fs // 2), fs, 2 * fs, 3 * fs})
-        self.delays = tuple(d for d in delays if d <= self.max_delay) if self.matched else ()
+        # Candidate total delays (substeps) of the delay test: up to three control steps,
+        # evenly spaced, at most DELAY_CANDIDATES of them (every half step on Hopper).
+        top = min(3 * fs, self.max_delay)
+        delays = range(-(-top // DELAY_CANDIDATES), top + 1, -(-top // DELAY_CANDIDATES))
+        self.delays = tuple(delays) if self.matched else ()
         matched_channels = tuple(f"{f}@{w}" for f in self.fields for w in self.windows)
-        delay_channels = tuple(f"{LATENCY}={d}" for d in self.delays)
+        delay_channels = (LATENCY,) if self.delays else ()
         self.channels = (
             "omnibus", *((matched_channels + delay_channels) if self.matched else ())
         )  # fmt: skip
         self.predictor = StreamPredictor(
-            self.reference, self.block, self.delays, self._margin, self.max_delay
-        )
+            self.reference, self.block, self.delays, self._margin, self.max_delay,
+            max_gap=MAX_GAP if self.delays else 1,
+        )  # fmt: skip
         if calibration is None:
             calibration = self._prepare(policy, int(prepare_steps), int(seed), progress)
         self.calibration = calibration
@@ -269,7 +283,7 @@ class SkewMonitor:
         self._mf_h = np.array(
             [[th.get(f"{f}@{w}", np.inf) for w in self.windows] for f in self.fields]
         ).reshape(len(self.fields), len(self.windows))
-        self._delay_h = np.array([th.get(f"{LATENCY}={d}", np.inf) for d in self.delays])
+        self._delay_h = th.get(LATENCY, np.inf)
         drift = calibration.delay_drift
         self._delay_drift = np.array([drift.get(str(d), LLR_DRIFT) for d in self.delays])
         ratio = calibration.variance_ratio
@@ -282,10 +296,10 @@ class SkewMonitor:
         """Start a new episode: forget the stream, clear the alarm."""
         self._step = 0
         self.predictor.reset()
-        history = 64 + self.max_delay // self.reference.frame_skip + 2
+        history = PROFILE_STEPS + 64 + self.max_delay // self.reference.frame_skip + 2
         self._obs: deque[np.ndarray] = deque(maxlen=history)
         self._actions: deque[np.ndarray] = deque(maxlen=history)
-        self._steps_tested: deque[int] = deque(maxlen=40)  # steps whose transition was exact
+        self._steps_tested: deque[int] = deque(maxlen=PROFILE_STEPS)  # exact transitions
         kept = max(self.window // max(self.block, 1), 50)
         self._blocks: deque[tuple[Block, np.ndarray, np.ndarray]] = deque(maxlen=kept)
         self._alarm_step: int | None = None
@@ -317,15 +331,15 @@ class SkewMonitor:
         one, block = self.predictor.step(obs, action)
         statistic, channel = 0.0, "omnibus"
         if one is not None:
-            self._steps_tested.append(self._step)
+            if one.steps == 1:
+                self._steps_tested.append(self._step)
             statistic, channel = self._test_step(one)
         else:
             statistic = self._cusum / self._omni_h
             if self.delays:
-                ratio_d = self._delay_cusum / self._delay_h
-                best_d = int(np.argmax(ratio_d))
-                if ratio_d[best_d] > statistic:
-                    statistic, channel = float(ratio_d[best_d]), f"{LATENCY}={self.delays[best_d]}"
+                ratio_d, channel_d = self._delay_lead()
+                if ratio_d > statistic:
+                    statistic, channel = ratio_d, channel_d
         if block is not None:
             self._test_block(block)
         if self._mf_ratio > statistic:
@@ -357,22 +371,28 @@ class SkewMonitor:
         return self.identify_every > 0 and self._step - last >= self.identify_every
 
     def _test_step(self, one: OneStep) -> tuple[float, str]:
-        """Omnibus and delay CUSUMs on one transition's residual."""
-        t = self._t_step[int(one.contact)]
+        """Omnibus and delay CUSUMs on one transition's residual (the omnibus on transitions
+        from the previous observation only)."""
+        t = self._t_step[_regime(one)]
         z = t @ one.residual
         base = float(np.dot(z, z))
-        x = min(base / self.obs_dim, CUSUM_CAP)
-        self._cusum = max(0.0, self._cusum + x - self._drift)
+        if one.steps == 1:
+            x = min(base / self.obs_dim, CUSUM_CAP)
+            self._cusum = max(0.0, self._cusum + x - self._drift)
         statistic, channel = self._cusum / self._omni_h, "omnibus"
         if one.delayed is not None:
             z_d = one.delayed @ t.T
             llr = np.clip(0.5 * (base - np.einsum("nd,nd->n", z_d, z_d)), -LLR_CLIP, LLR_CLIP)
             np.maximum(self._delay_cusum + llr - self._delay_drift, 0.0, out=self._delay_cusum)
-            ratio_d = self._delay_cusum / self._delay_h
-            best_d = int(np.argmax(ratio_d))
-            if ratio_d[best_d] > statistic:
-                statistic, channel = float(ratio_d[best_d]), f"{LATENCY}={self.delays[best_d]}"
+            ratio_d, channel_d = self._delay_lead()
+            if ratio_d > statistic:
+                statistic, channel = ratio_d, channel_d
         return statistic, channel
+
+    def _delay_lead(self) -> tuple[float, str]:
+        """The delay profile's statistic (its largest CUSUM over the threshold) and channel."""
+        best = int(np.argmax(self._delay_cusum))
+        return float(self._delay_cusum[best] / self._delay_h), f"{LATENCY}={self.delays[best]}"
 
     def _test_block(self, block: Block) -> None:
         """The matched filters on one block."""
@@ -435,26 +455,33 @@ class SkewMonitor:
         return self._obs[before], actions[before], self._obs[after], np.array(actions[:before])
 
     def _delay_profile(self, steps: list[int]) -> tuple[float, Estimate]:
-        """Best total delay (substeps) on ``steps``: (explained share, estimate)."""
+        """Best total delay (substeps) on ``steps``: (explained share, estimate).
+
+        The profile is a bounded-influence log-likelihood: each transition adds, per delay,
+        its excess negative log-likelihood over that transition's best delay, capped at
+        :data:`PROFILE_CAP` (a few transitions near a fall or a contact change, whose
+        residuals are far off the noise model, would otherwise decide it)."""
         ssr = np.zeros(self.max_delay + 1)
+        penalty = np.empty((len(steps), self.max_delay + 1))
         ref = self.reference
-        for step in steps:
+        for row, step in enumerate(steps):
             before, command, after, earlier = self._transition(int(step))
             t = None
+            sq = np.empty(self.max_delay + 1)
             for delay in range(self.max_delay + 1):
                 predicted = ref.predict(before, command, earlier, delay, scratch=True)
                 if t is None:  # the nominal prediction's contact picks the whitening
                     t = self._t_step[int(ref._scratch.ncon > 0)]
                 z = t @ (after - predicted)
-                ssr[delay] += float(np.dot(z, z))
-        best = int(np.argmin(ssr))
-        # Profile interval: delays within the chi-square(1) 95 % bound of the best, with the
-        # residual variance per whitened dimension estimated at the best delay.
-        sigma2 = max(ssr[best] / (len(steps) * self.obs_dim), 1e-300)
-        inside = np.nonzero(ssr - ssr[best] <= 3.84 * sigma2)[0]
+                sq[delay] = float(np.dot(z, z))
+            ssr += sq
+            penalty[row] = np.minimum(0.5 * (sq - sq.min()), PROFILE_CAP)
+        best = int(np.argmin(penalty.sum(axis=0)))
+        low, high = stats.bootstrap_argmin_interval(penalty, seed=len(steps))
+        low, high = min(low, best), max(high, best)
         dt = ref.substep_s
-        explained = 1.0 - ssr[best] / ssr[0] if ssr[0] > 0 else 0.0
-        estimate = Estimate(LATENCY, best * dt, inside.min() * dt, inside.max() * dt, best)
+        explained = max(1.0 - ssr[best] / ssr[0], 0.0) if ssr[0] > 0 else 0.0
+        estimate = Estimate(LATENCY, best * dt, low * dt, high * dt, best)
         return float(explained), estimate
 
     def _refine(
@@ -514,13 +541,14 @@ class SkewMonitor:
         self.predictor.reset()
         floor = np.maximum(1e-3 * self.noise_std, 1e-6)  # MuJoCo's solver tolerance: 1e-8
         r = np.array([o.residual for o in ones])
-        contact = np.array([o.contact for o in ones])
-        scale = stats.robust_scale(r, floor)
-        t_step = _regime_whiteners(r, contact, floor)
-        z = np.einsum("nij,nj->ni", t_step[contact.astype(int)], r)
-        n = len(z)
+        regime = np.array([_regime(o) for o in ones], dtype=int)
+        single = regime < 2
+        scale = stats.robust_scale(r[single], floor)
+        t_step = _regime_whiteners(r, regime, floor)
+        z = np.einsum("nij,nj->ni", t_step[regime], r)
+        n = int(single.sum())
         rate = self.false_alarm_rate / len(self.channels)
-        x = stats.omnibus_increment(z, CUSUM_CAP)
+        x = stats.omnibus_increment(z[single], CUSUM_CAP)
         drift = max(CUSUM_DRIFT * float(np.mean(x)), 1e-6)
         thresholds, extrapolated, variance_ratio, increment_clip = {}, {}, {}, {}
         delay_drift: dict[str, float] = {}
@@ -531,25 +559,23 @@ class SkewMonitor:
         t_block = np.zeros((2, self.obs_dim, self.obs_dim))
         if self.delays:
             delayed = np.array([o.delayed for o in ones])  # (n, delays, d)
-            z_d = np.einsum("nij,nkj->nki", t_step[contact.astype(int)], delayed)
+            z_d = np.einsum("nij,nkj->nki", t_step[regime], delayed)
             base = np.sum(z * z, axis=1)
-            for i, delay in enumerate(self.delays):
-                llr = np.clip(0.5 * (base - np.sum(z_d[:, i] ** 2, axis=1)), -LLR_CLIP, LLR_CLIP)
-                # A policy reacts to the noise of the observation it acts on, so on sim the
-                # delayed prediction can explain part of the noise pushed through the
-                # dynamics: the ratio's sim mean may be positive. The drift removes it.
-                drift_d = LLR_DRIFT + max(float(np.mean(llr)), 0.0)
-                delay_drift[str(delay)] = drift_d
-                found = stats.calibrate_threshold(
-                    lambda h, v=llr, m=drift_d: stats.cusum_alarms(v, m, h), n, rate,
-                    start=1.0, minimum=1.0,
-                )  # fmt: skip
-                thresholds[f"{LATENCY}={delay}"] = found.value
-                extrapolated[f"{LATENCY}={delay}"] = found.extrapolated
+            llr = np.clip(0.5 * (base[:, None] - np.sum(z_d**2, axis=2)), -LLR_CLIP, LLR_CLIP)
+            # A policy reacts to the noise of the observation it acts on, so on sim the
+            # delayed prediction can explain part of the noise pushed through the
+            # dynamics: the ratio's sim mean may be positive. The drift removes it.
+            drift_d = LLR_DRIFT + np.maximum(llr.mean(axis=0), 0.0)
+            delay_drift = {str(d): float(m) for d, m in zip(self.delays, drift_d, strict=True)}
+            found = stats.calibrate_threshold(
+                lambda h: stats.cusum_max_alarms(llr, drift_d, h), len(llr), rate,
+                start=1.0, minimum=1.0,
+            )  # fmt: skip
+            thresholds[LATENCY], extrapolated[LATENCY] = found.value, found.extrapolated
         if self.block and blocks:
             rb = np.array([b.residual for b in blocks])
             cb = np.array([b.contact for b in blocks])
-            t_block = _regime_whiteners(rb, cb, floor)
+            t_block = _regime_whiteners(rb, cb, floor, count=2)
             tb = t_block[cb.astype(int)]
             zb = np.einsum("nij,nj->ni", tb, rb)
             jb = np.einsum("nij,nfj->nfi", tb, np.array([b.sensitivity for b in blocks]))
@@ -686,13 +712,23 @@ def _checked(value: Any, dim: int, what: str) -> np.ndarray:
     return array
 
 
-def _regime_whiteners(residuals: np.ndarray, contact: np.ndarray, floor: np.ndarray) -> np.ndarray:
-    """Whitening matrices ``(2, d, d)`` for residuals ending out of and in contact: each from
-    its regime's robust covariance, the pooled one where a regime has too few residuals."""
+def _regime(one: OneStep) -> int:
+    """A transition's whitening regime: 0 out of contact, 1 in contact, 2 from an exact
+    anchor more than one control step back."""
+    return 2 if one.steps > 1 else int(one.contact)
+
+
+def _regime_whiteners(
+    residuals: np.ndarray, regimes: np.ndarray, floor: np.ndarray, count: int = 3
+) -> np.ndarray:
+    """Whitening matrices ``(count, d, d)``, one per regime (``regimes``: one per residual,
+    see :func:`_regime`; for blocks 0/1, contact): each from its regime's robust covariance,
+    the pooled one where a regime has too few residuals."""
+    regimes = np.asarray(regimes).astype(int)
     pooled = stats.whitener(stats.robust_covariance(residuals, floor))
-    out = np.empty((2, *pooled.shape))
-    for regime in (0, 1):
-        rows = residuals[contact.astype(int) == regime]
+    out = np.empty((count, *pooled.shape))
+    for regime in range(count):
+        rows = residuals[regimes == regime]
         enough = len(rows) >= max(20 * residuals.shape[1], 200)
         out[regime] = stats.whitener(stats.robust_covariance(rows, floor)) if enough else pooled
     return out

@@ -6,7 +6,11 @@ into the raw quantities the monitor's tests and its preparation share:
 * a :class:`OneStep` residual for every transition whose starting observation
   determines the state: the observation minus the nominal one-step prediction,
   the same for a few total delays (the delay tests), and whether the nominal
-  prediction ends in contact;
+  prediction ends in contact. Where the starting observation does not (a
+  velocity on its clip), the prediction runs open loop from the last exact
+  observation, at most ``max_gap`` control steps back (``steps`` > 1): a fast
+  gait puts a velocity on its clip for several steps in a row, and the delay
+  tests would otherwise go blind exactly when the commands change most;
 * a :class:`Block` every ``block`` control steps: the observation minus the
   nominal open-loop prediction over the block from its anchor observation, with
   the finite-difference sensitivity of that prediction to each dynamics field.
@@ -30,12 +34,14 @@ from sim2real.remedies.monitor_model import ReferenceModel
 
 @dataclass(frozen=True)
 class OneStep:
-    """One transition: residual ``(d,)``, delayed residuals ``(delays, d)`` or None, and
-    whether the nominal prediction ends in contact."""
+    """One transition: residual ``(d,)``, delayed residuals ``(delays, d)`` or None,
+    whether the nominal prediction ends in contact, and the control steps it spans from
+    its exact anchor (1: from the previous observation)."""
 
     residual: np.ndarray
     delayed: np.ndarray | None
     contact: bool
+    steps: int = 1
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,8 @@ class StreamPredictor:
         margin: a velocity within this of its clip makes an observation inexact.
         max_delay: the largest delay (substeps) a block may be replayed with; the commands
             before a block's anchor are kept for it (default the largest of ``delays``).
+        max_gap: the most control steps a transition may span from its exact anchor
+            (1: only transitions from an exact observation).
     """
 
     def __init__(
@@ -80,8 +88,10 @@ class StreamPredictor:
         delays: tuple[int, ...],
         margin: float,
         max_delay: int | None = None,
+        max_gap: int = 1,
     ) -> None:
         self.reference = reference
+        self.max_gap = max(int(max_gap), 1)
         self.block = int(block)
         self.delays = tuple(delays)
         self.margin = float(margin)
@@ -90,7 +100,7 @@ class StreamPredictor:
             (m, mujoco.MjData(m)) for m in (reference.nudged(f) for f in reference.fields)
         ]
         longest = max(max(self.delays, default=0), max_delay or 0)
-        self._history = longest // reference.frame_skip + 2
+        self._history = longest // reference.frame_skip + 2 + self.max_gap
         self.reset()
 
     def reset(self) -> None:
@@ -99,6 +109,8 @@ class StreamPredictor:
         self._done: int | None = None  # control steps into the current block, None: idle
         self._anchor: np.ndarray | None = None
         self._block_commands: list[np.ndarray] = []
+        # The last exact observation, the commands before it and the commands since.
+        self._last_exact: tuple[np.ndarray, list[np.ndarray], list[np.ndarray]] | None = None
 
     def step(self, obs: np.ndarray, action: np.ndarray) -> tuple[OneStep | None, Block | None]:
         """Take the next observation and the command sent on it."""
@@ -116,10 +128,19 @@ class StreamPredictor:
                 for i, d in enumerate(self.delays):
                     delayed[i] = obs - ref.predict(prev_obs, prev_action, previous, d, scratch=True)
             one = OneStep(obs - nominal, delayed, bool(contact))
+        elif prev is not None and self._last_exact is not None:
+            one = self._from_last_exact(obs)
         finished = None
         if self._done is not None and self._done == self.block:
             finished = self._finish(obs)
         exact = ref.exact(obs, self.margin)
+        if exact:
+            self._last_exact = (obs, list(self._commands), [action])
+        elif self._last_exact is not None:
+            if len(self._last_exact[2]) < self.max_gap:
+                self._last_exact[2].append(action)
+            else:
+                self._last_exact = None
         self._commands.append(action)
         if self.block and self._done is None and exact:
             self._start(obs)
@@ -130,6 +151,24 @@ class StreamPredictor:
             self._done += 1
         self._prev = (obs, action, exact)
         return one, finished
+
+    def _from_last_exact(self, obs: np.ndarray) -> OneStep:
+        """The transition to ``obs`` predicted open loop from the last exact observation."""
+        ref = self.reference
+        anchor, before, since = self._last_exact  # type: ignore[misc]
+        data = ref._scratch
+        predictions = []
+        for delay in (0, *self.delays):
+            ref.anchor(data, anchor)
+            history = list(before)
+            for command in since:
+                ref.advance(ref.model, data, command, history, delay)
+                history.append(command)
+            predictions.append(ref.observe(data))
+            if delay == 0:
+                contact = data.ncon > 0
+        delayed = np.array([obs - p for p in predictions[1:]]) if self.delays else None
+        return OneStep(obs - predictions[0], delayed, bool(contact), len(since))
 
     def _start(self, obs: np.ndarray) -> None:
         warm = self._hyps[0][1].qacc_warmstart

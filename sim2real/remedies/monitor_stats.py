@@ -38,6 +38,21 @@ def cusum_alarms(x: np.ndarray, drift: float, threshold: float) -> int:
     return alarms
 
 
+def cusum_max_alarms(x: np.ndarray, drift: np.ndarray, threshold: float) -> int:
+    """Alarms of the largest of several one-sided CUSUMs run side by side, ``x``: ``(n, k)``,
+    ``drift``: ``(k,)``: ``S_j = max(0, S_j + x_j - drift_j)``, an alarm when ``max_j S_j >=
+    threshold``, after which all restart at 0 (a generalized likelihood ratio over ``k``
+    alternatives)."""
+    s = np.zeros(x.shape[1])
+    alarms = 0
+    for row in (x - drift).tolist():
+        s = np.maximum(s + row, 0.0)
+        if s.max() >= threshold:
+            alarms += 1
+            s[:] = 0.0
+    return alarms
+
+
 def ew_sums(values: np.ndarray, gamma: float) -> np.ndarray:
     """Exponentially weighted running sums ``S_t = gamma S_{t-1} + v_t`` along axis 0."""
     return lfilter([1.0], [1.0, -gamma], values, axis=0)
@@ -203,3 +218,16 @@ def matched_increments(
 def ew_self_normalized(a: np.ndarray, v: np.ndarray, gamma: float) -> np.ndarray:
     """``N_t^2 / V_t`` with ``N_t = gamma N + a_t`` and ``V_t = gamma^2 V + v_t`` along axis 0."""
     return self_normalized(ew_sums(a, gamma), ew_sums(v, gamma**2))
+
+
+def bootstrap_argmin_interval(
+    penalty: np.ndarray, level: float = 0.95, draws: int = 400, seed: int = 0
+) -> tuple[int, int]:
+    """The ``level`` bootstrap interval of ``argmin_k sum_i penalty[i, k]`` over rows ``i``
+    (``penalty``: ``(n, K)``, one row per independent transition), resampling rows."""
+    rng = np.random.default_rng(seed)
+    rows = rng.integers(0, len(penalty), size=(draws, len(penalty)))
+    best = np.argmin(penalty[rows].sum(axis=1), axis=1)
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(best, [tail, 100 - tail], method="nearest")
+    return int(low), int(high)
