@@ -153,6 +153,13 @@ class SkewedEnv(gym.Wrapper):
         self._dynamics_of: Point | None = None  # the point the model carries
         self.point = Point()
         self._hooked = False  # whether the physics hook is installed (from below until close)
+        # The closures of the current components: observers by observation latency, physics
+        # steps by action latency and mid-step offset (substeps), and the capture.
+        self._kept_for: tuple | None = None
+        self._observers: dict[int, tuple[Any, deque | None]] = {}
+        self._steps: dict[tuple[int, int], tuple[deque, Callable]] = {}
+        self._capture: Callable[[], None] | None = None
+        self._captured: list[np.ndarray | None] = [None]
         self.pipeline = build_pipeline(self.point, self.context)
         self._set_pipeline(self.pipeline)
         _CARRIERS.add(base)
@@ -233,7 +240,7 @@ class SkewedEnv(gym.Wrapper):
 
     def _use(self, point: Point) -> None:
         """Build the pipeline of ``point`` (the one place it is built)."""
-        self.pipeline = build_pipeline(point, self.context)
+        self.pipeline = build_pipeline(point, self.context, self.pipeline)
         self.point = realized(point, self.context)
         self._drawn = point
         self._dynamics_of = None
@@ -245,26 +252,47 @@ class SkewedEnv(gym.Wrapper):
         self._obs_latency, self._action_latency = pipeline.obs_latency, pipeline.action_latency
         self._read = sensors.read if sensors.active else None
         self._dropout = sensors.dropout is not None
-        length = self._action_latency.control_steps + 2
-        commands: deque[np.ndarray] | None = getattr(self, "_commands", None)
-        if commands is not None and commands.maxlen == length:
-            commands.clear()  # the closures that held it are rebuilt below
-        else:
-            self._commands = deque(maxlen=length)
-        self._arrivals = None if pipeline.jitter is None else Arrivals(self._frame_skip)
         offset = self._obs_latency.offset
         self._capture_at = self._frame_skip - offset if offset else None
+        # The closures hold the components, which a randomized reset refreshes in place
+        # (build_pipeline): while the components stay the same, each closure is kept per
+        # latency it depends on, with its buffer, so that a reset rebuilds none of them.
+        components = (pipeline.commands, sensors)
+        if components != self._kept_for:
+            self._kept_for = components
+            self._observers.clear()
+            self._steps.clear()
+            self._capture = None
+            self._captured = [None]  # the last mid-step reading
+        self._captured[0] = None
         if self._capture_at is not None and self._obs_needs_rne is None:
             self._obs_needs_rne = _reads_constraint_forces(self._data, self._obs_fn)
-        self._captured: list[np.ndarray | None] = [None]  # the last mid-step reading
-        self._observe = self._observer()
-        self._physics_step = self._make_physics_step(pipeline)
+            self._capture = None  # built before the probe: without the constraint forces
+        observer = self._observers.get(self._obs_latency.substeps)
+        if observer is None:
+            observer = self._observers[self._obs_latency.substeps] = self._observer()
+        self._observe, self._readings = observer
+        step_key = (self._action_latency.substeps, offset)
+        step = self._steps.get(step_key) if pipeline.jitter is None else None
+        if step is None:
+            self._commands = deque(maxlen=self._action_latency.control_steps + 2)
+            self._arrivals = None if pipeline.jitter is None else Arrivals(self._frame_skip)
+            step = self._commands, self._make_physics_step(pipeline)
+            if pipeline.jitter is None:  # a jitter's stream is its own: nothing to keep
+                self._steps[step_key] = step
+        else:
+            self._arrivals = None
+        self._commands, self._physics_step = step
+        self._commands.clear()
         if self._hooked:
             self._install_physics_hook()
 
-    def _observer(self) -> Callable[[np.ndarray], np.ndarray] | None:
-        """What turns the env's observation after a step into the policy's (built once per
-        pipeline); its latency buffer is refilled at every reset."""
+    def _observer(self) -> tuple[Callable[[np.ndarray], np.ndarray] | None, deque | None]:
+        """What turns the env's observation after a step into the policy's, and its latency
+        buffer (refilled at every reset), for this observation latency."""
+        return self._observe_function(), self._readings
+
+    def _observe_function(self) -> Callable[[np.ndarray], np.ndarray] | None:
         latency, read = self._obs_latency, self._read
         self._readings: deque[np.ndarray] | None = None
         if not latency.substeps:
@@ -392,7 +420,9 @@ class SkewedEnv(gym.Wrapper):
 
             return direct
         command_of = self._command_function(pipeline)
-        capture, commands, segments = self._capture_function(), self._commands, pipeline.segments
+        if self._capture is None:
+            self._capture = self._capture_function()
+        capture, commands, segments = self._capture, self._commands, pipeline.segments
         arrivals = self._arrivals
         if arrivals is not None:  # control jitter: every command has its own delay
             delay, jitter = self._action_latency.substeps, pipeline.jitter
@@ -421,6 +451,34 @@ class SkewedEnv(gym.Wrapper):
                 rne(model, data)
 
             return immediate
+        if len(segments) == 2 and segments[0][1:] == (-1, True) and segments[1][1] is None:
+            # Commands act at once, a reading is taken within the step (the command buffer,
+            # which only a delayed command needs, is left out).
+            before, after = segments[0][0], segments[1][0]
+            noisy = self._noise_only(pipeline)
+            if noisy is not None:
+
+                def captured_noisy(ctrl: np.ndarray, n_frames: int) -> None:
+                    if n_frames != frame_skip:
+                        _check_frames(n_frames, frame_skip)
+                    actuators[...] = noisy() + ctrl  # _command_function's noise alone, inlined
+                    step(model, data, before)
+                    capture()
+                    step(model, data, after)
+                    rne(model, data)
+
+                return captured_noisy
+
+            def captured(ctrl: np.ndarray, n_frames: int) -> None:
+                if n_frames != frame_skip:
+                    _check_frames(n_frames, frame_skip)
+                actuators[...] = command_of(ctrl)
+                step(model, data, before)
+                capture()
+                step(model, data, after)
+                rne(model, data)
+
+            return captured
         # The segments as (substeps, command index or None, capture or None), once.
         plan = tuple((n, index, capture if captures else None) for n, index, captures in segments)
         fill = commands.maxlen - 1  # type: ignore[operator]

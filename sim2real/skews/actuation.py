@@ -50,6 +50,18 @@ class ActuationNoise:
         noise.stream = ctx.streams.gaussian(cls.field, dim, noise.std)
         return noise
 
+    def refresh(self, value: Any, ctx: Context) -> bool:
+        """Take the episode's ``value`` in place (the same object and stream, restarted);
+        ``False`` when it needs building afresh (a per-step or nominal value, new streams)."""
+        kind = type(value)
+        if not (kind is np.ndarray or kind is float) or not ctx.nonzero(value):
+            return False
+        std = value * ctx.span
+        if ctx.streams.gaussian(self.field, len(ctx.low), std) is not self.stream:
+            return False
+        self.std = std
+        return True
+
     def __call__(self, command: np.ndarray) -> np.ndarray:
         return self.stream.next() + command  # type: ignore[union-attr]
 
@@ -76,6 +88,14 @@ class Deadband:
     def build(cls, value: Any, ctx: Context) -> Deadband | None:
         fraction = ctx.elementwise(value, len(ctx.low))
         return cls(fraction, ctx.centre, ctx.span) if ctx.nonzero(fraction) else None
+
+    def refresh(self, value: Any, ctx: Context) -> bool:
+        """Take the episode's ``value`` in place; ``False`` when it needs building afresh."""
+        kind = type(value)
+        if not (kind is np.ndarray or kind is float) or not ctx.nonzero(value):
+            return False
+        self.threshold = value * ctx.span
+        return True
 
     def __call__(self, command: np.ndarray) -> np.ndarray:
         return np.where(np.abs(command - self.centre) < self.threshold, self.centre, command)

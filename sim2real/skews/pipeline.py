@@ -31,7 +31,7 @@ import numpy as np
 from sim2real.skews.actuation import ActuationNoise, Deadband
 from sim2real.skews.registry import SKEWS, Element, Stage
 from sim2real.skews.sensing import SensorBias, SensorDropout, SensorNoise, Sensors
-from sim2real.skews.streams import BlockStream, below, gaussian
+from sim2real.skews.streams import BlockStream, below_draw, gaussian_draw
 from sim2real.skews.timing import (
     ActionLatency,
     ControlJitter,
@@ -120,20 +120,29 @@ class Streams:
     def gaussian(self, name: str, dim: int, scale: np.ndarray) -> BlockStream:
         """Rows ``scale * N(0, 1)`` from generator ``name``."""
         key = ("gaussian", dim, scale.tobytes() if type(scale) is np.ndarray else scale)
-        held = self._blocks.get(name)  # _kept, inlined: this runs at every randomized reset
-        if held is not None and held[0] == key:
-            return held[1]
-        stream = gaussian(self.generators[name], dim, scale)
-        self._blocks[name] = (key, stream)
-        return stream
+        return self._stream(name, key, gaussian_draw, scale)
 
     def below(self, name: str, dim: int, prob: Any) -> BlockStream:
         """Boolean rows, True with probability ``prob``, from generator ``name``."""
         key = ("below", dim, prob.tobytes() if type(prob) is np.ndarray else prob)
+        return self._stream(name, key, below_draw, prob)
+
+    def _stream(
+        self, name: str, key: tuple, draw: Callable[..., Callable[[int], np.ndarray]], value: Any
+    ) -> BlockStream:
+        """The stream of ``name`` for ``key`` (kind, dim, parameter): kept while the key stays
+        the same; with another parameter the same stream object restarts, so that whatever
+        holds its ``next`` keeps working (this runs at every randomized reset)."""
         held = self._blocks.get(name)
-        if held is not None and held[0] == key:
-            return held[1]
-        stream = below(self.generators[name], dim, prob)
+        if held is not None:
+            if held[0] == key:
+                return held[1]
+            if held[0][:2] == key[:2]:  # the same kind of stream: restarted in place
+                stream = held[1]
+                stream.restart(draw(self.generators[name], key[1], value))
+                self._blocks[name] = (key, stream)
+                return stream
+        stream = BlockStream(draw(self.generators[name], key[1], value))
         self._blocks[name] = (key, stream)
         return stream
 
@@ -266,6 +275,7 @@ class Pipeline:
     action_latency: ActionLatency
     jitter: ControlJitter | None
     segments: tuple[Segment, ...]
+    components: tuple[Any, ...] = field(default=(), repr=False)  # refreshable, in _BUILT order
 
     @property
     def direct(self) -> bool:
@@ -275,11 +285,16 @@ class Pipeline:
         )
 
 
-def build_pipeline(point: Mapping[str, Any], ctx: Context) -> Pipeline:
+def build_pipeline(
+    point: Mapping[str, Any], ctx: Context, previous: Pipeline | None = None
+) -> Pipeline:
     """The pipeline of ``point`` (``{"section.field": value}``, omitted fields nominal).
 
     Every registered skew is built by its component from its value; the dynamics
-    values are collected for the model edits.
+    values are collected for the model edits. With ``previous`` (the pipeline of the
+    env's last episode), a component that can take its new value in place
+    (``component.refresh(value, ctx)``) is kept, its streams restarted: the same
+    numbers as a fresh build, without rebuilding what holds the component.
     """
     arrays: Mapping[str, np.ndarray] = getattr(point, "arrays", None) or _NO_ARRAYS
     get = point.get
@@ -291,24 +306,39 @@ def build_pipeline(point: Mapping[str, Any], ctx: Context) -> Pipeline:
             if value is None or (not isinstance(value, np.ndarray) and value == nominal):
                 continue
         dynamics[short] = value
-    built = [
-        build(arrays[name] if name in arrays else get(name, nominal), ctx)
-        for name, nominal, build in _BUILT
-    ]
+    old = previous.components if previous is not None else _NO_COMPONENTS
+    built = []
+    for (name, nominal, build), kept in zip(_BUILT, old, strict=True):
+        value = arrays[name] if name in arrays else get(name, nominal)
+        if kept is not None and kept.refresh(value, ctx):
+            built.append(kept)
+        else:
+            built.append(build(value, ctx))
     noise, deadband, bias, sensor_noise, dropout, obs_latency, action_latency, jitter = _pick(built)
     if noise is None:
         commands = () if deadband is None else (deadband,)
     else:
         commands = (noise,) if deadband is None else (noise, deadband)
+    sensors = None if previous is None else previous.sensors
+    if sensors is not None and (sensors.bias, sensors.noise, sensors.dropout) == (
+        bias, sensor_noise, dropout
+    ):
+        sensors.previous = None  # the same components: its reader holds them
+    else:
+        sensors = Sensors(bias, sensor_noise, dropout)
     return Pipeline(
         dynamics=dynamics,
         commands=commands,
         noisy=noise is not None,
-        sensors=Sensors(bias, sensor_noise, dropout),
+        sensors=sensors,
         obs_latency=obs_latency,
         action_latency=action_latency,
         jitter=jitter,
         segments=step_segments(action_latency, obs_latency),
+        components=tuple(
+            component if refreshable else None
+            for component, refreshable in zip(built, _REFRESHABLE, strict=True)
+        ),
     )
 
 
@@ -321,6 +351,9 @@ _BUILT = tuple(
     if e.stage is not Stage.DYNAMICS
 )
 _NO_ARRAYS: Mapping[str, np.ndarray] = {}
+# Which components can take a new value in place (they have ``refresh``).
+_REFRESHABLE = tuple(hasattr(build.__self__, "refresh") for _, _, build in _BUILT)
+_NO_COMPONENTS: tuple[Any, ...] = (None,) * len(_BUILT)
 # Where each component of the pipeline sits in _BUILT (the registry's order).
 _ORDER = tuple(
     [name for name, _, _ in _BUILT].index(kind.field)

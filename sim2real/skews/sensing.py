@@ -51,6 +51,15 @@ class SensorBias:
             return None
         return cls(np.full(ctx.obs_dim, std) if isinstance(std, float) else std)
 
+    def refresh(self, value: Any, ctx: Context) -> bool:
+        """Take the episode's ``value`` in place (readers hold ``offset``); ``False`` when it
+        needs building afresh."""
+        kind = type(value)
+        if not (kind is np.ndarray or kind is float) or not ctx.nonzero(value):
+            return False
+        self.std = np.full(ctx.obs_dim, value) if kind is float else value
+        return True
+
     def draw(self, rng: np.random.Generator) -> None:
         """This episode's offsets, written in place (readers hold the array)."""
         np.multiply(self.std, rng.standard_normal(self.std.shape), out=self.offset)
@@ -81,6 +90,17 @@ class SensorNoise:
             return None
         return cls(std, ctx.streams.gaussian(cls.field, dim, std))
 
+    def refresh(self, value: Any, ctx: Context) -> bool:
+        """Take the episode's ``value`` in place (the same stream, restarted); ``False`` when
+        it needs building afresh."""
+        kind = type(value)
+        if not (kind is np.ndarray or kind is float) or not ctx.nonzero(value):
+            return False
+        if ctx.streams.gaussian(self.field, ctx.obs_dim, value) is not self.stream:
+            return False
+        self.std = value
+        return True
+
     def sample(self) -> np.ndarray:
         return self.stream.next()  # type: ignore[union-attr]
 
@@ -109,6 +129,17 @@ class SensorDropout:
         if not ctx.nonzero(prob):
             return None
         return cls(value, ctx.streams.below(cls.field, dim, prob))
+
+    def refresh(self, value: Any, ctx: Context) -> bool:
+        """Take the episode's ``value`` in place (the same stream, restarted); ``False`` when
+        it needs building afresh."""
+        kind = type(value)
+        if not (kind is np.ndarray or kind is float) or not ctx.nonzero(value):
+            return False
+        if ctx.streams.below(self.field, ctx.obs_dim, value) is not self.stream:
+            return False
+        self.prob = value
+        return True
 
     def mask(self) -> np.ndarray:
         return self.stream.next()  # type: ignore[union-attr]

@@ -6,12 +6,26 @@ generator's seed and on the block draw, never on when the rows are read.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 
 import numpy as np
 
 BLOCK = 256  # rows per generator call, once a stream is past its first few rows
 _FIRST = (4, 16, 64)  # the first blocks are small, so that a short-lived stream costs little
+_END = 2**62  # an index past the end of any block
+
+
+class _Blocks:
+    """What a stream's row generator reads: the block draw, the block being read, and whether
+    the stream was restarted. Held by the generator, not the stream: no reference cycle."""
+
+    __slots__ = ("block", "draw", "restarted")
+
+    def __init__(self, draw: Callable[[int], np.ndarray]) -> None:
+        self.draw = draw
+        self.block: Iterator[np.ndarray] | None = None  # the rows of the current block
+        self.restarted = False
 
 
 class BlockStream:
@@ -20,30 +34,58 @@ class BlockStream:
     A generator fills its rows in sequence, so the rows do not depend on the block
     sizes (``standard_normal((4, d))`` then ``((252, d))`` are the rows of
     ``((256, d))``). ``next()`` returns the next row (a view into the current block);
-    it is a bound C-level call on the hot path.
+    it is a bound C-level call on the hot path, the same callable for the stream's life.
     """
 
     def __init__(self, draw: Callable[[int], np.ndarray]) -> None:
-        self._draw = draw
+        self._blocks = _Blocks(draw)
         # A generator of its own, not a method's: the stream is freed (by reference counting)
-        # as soon as it is replaced, without waiting for the cycle collector.
-        self.next: Callable[[], np.ndarray] = _rows(draw).__next__
+        # as soon as it is dropped, without waiting for the cycle collector.
+        self.next: Callable[[], np.ndarray] = _rows(self._blocks).__next__
+
+    def restart(self, draw: Callable[[int], np.ndarray]) -> None:
+        """From the next row on, the rows a new ``BlockStream(draw)`` would give now: the
+        rest of the current block is dropped (its rows were drawn, as they would have been
+        for a stream replaced now) and the blocks start again at 4 rows. ``next`` stays the
+        same callable, so whatever holds it needs no rebuilding."""
+        blocks = self._blocks
+        blocks.draw = draw
+        if blocks.block is not None:
+            blocks.block.__setstate__(_END)  # type: ignore[attr-defined]  # a sequence iterator
+            blocks.restarted = True
 
 
-def _rows(draw: Callable[[int], np.ndarray]) -> Iterator[np.ndarray]:
-    for n in _FIRST:
-        yield from draw(n)
+def _rows(blocks: _Blocks) -> Iterator[np.ndarray]:
     while True:
-        yield from draw(BLOCK)
+        blocks.restarted = False
+        for n in itertools.chain(_FIRST, itertools.repeat(BLOCK)):
+            block = blocks.block = iter(blocks.draw(n))
+            yield from block
+            if blocks.restarted:
+                break
 
 
 def gaussian(rng: np.random.Generator, dim: int, scale: np.ndarray | float = 1.0) -> BlockStream:
     """Rows ``scale * N(0, 1)`` of length ``dim``; the block is scaled once, not every row."""
+    return BlockStream(gaussian_draw(rng, dim, scale))
+
+
+def gaussian_draw(
+    rng: np.random.Generator, dim: int, scale: np.ndarray | float = 1.0
+) -> Callable[[int], np.ndarray]:
+    """The block draw of :func:`gaussian`."""
     if isinstance(scale, float) and scale == 1.0:
-        return BlockStream(lambda n: rng.standard_normal((n, dim)))
-    return BlockStream(lambda n: scale * rng.standard_normal((n, dim)))
+        return lambda n: rng.standard_normal((n, dim))
+    return lambda n: scale * rng.standard_normal((n, dim))
 
 
 def below(rng: np.random.Generator, dim: int, prob: np.ndarray | float) -> BlockStream:
     """Boolean rows, each entry True with probability ``prob`` (``uniform[0, 1) < prob``)."""
-    return BlockStream(lambda n: rng.random((n, dim)) < prob)
+    return BlockStream(below_draw(rng, dim, prob))
+
+
+def below_draw(
+    rng: np.random.Generator, dim: int, prob: np.ndarray | float
+) -> Callable[[int], np.ndarray]:
+    """The block draw of :func:`below`."""
+    return lambda n: rng.random((n, dim)) < prob
