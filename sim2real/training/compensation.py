@@ -267,6 +267,8 @@ class LatencyPredictor:
     :meth:`record` with the commands sent. Row ``i`` is always the same sub-env.
     """
 
+    CLIP_MARGIN = 0.5  # velocity units: the filter passes readings this close to the clip
+
     def __init__(self, task: str, compensation: LatencyCompensation) -> None:
         import gymnasium as gym
 
@@ -364,19 +366,31 @@ class LatencyPredictor:
         the last estimate, corrected by the reading) and whether a dimension of ``raw``
         was dropped (it repeats the last reading to the bit where the state must have
         moved: the prediction stands in for it)."""
+        last = self._estimate_obs[row]
+        if self._near_clip(last) or self._near_clip(raw):
+            return raw, False  # a velocity (nearly) on its clip: no state to predict from
         obs_lag, action_lag = self.split(row)
         fs, now = self._frame_skip, len(sent) * self._frame_skip
         begin, end = max(now - fs - obs_lag, 0), max(now - obs_lag, 0)
-        prior = self._roll(self._estimate_obs[row], begin, end, sent, action_lag)
+        prior = self._roll(last, begin, end, sent, action_lag)
         # Past the estimator's start window every candidate delay says the state moved.
         settled = self.estimator is None or now - fs >= self.estimator.max_delay
         gain = self._gain
         dropped = False
         if settled and end > begin:
-            repeated = (raw == self._last_obs[row]) & (prior != self._estimate_obs[row])
+            repeated = (raw == self._last_obs[row]) & (prior != last)
             if repeated.any():
                 gain, dropped = np.where(repeated, 0.0, gain), True
         return prior + gain * (raw - prior), dropped
+
+    def _near_clip(self, obs: np.ndarray) -> bool:
+        """Whether a velocity of ``obs`` lies within :attr:`CLIP_MARGIN` of the task's
+        velocity clip (a noisy reading of a clipped velocity can sit just inside it)."""
+        from sim2real.remedies.state import VELOCITY_CLIP
+
+        if not self._invert.clipped_velocity:
+            return False
+        return bool(np.max(np.abs(self._invert(obs)[1])) >= VELOCITY_CLIP - self.CLIP_MARGIN)
 
     def record(self, actions: np.ndarray, active: np.ndarray | None = None) -> None:
         for row, action in enumerate(np.asarray(actions, dtype=np.float64)):
