@@ -88,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     meta["latency_compensation"] = {**compensation.to_dict(), "source": args.note}
     meta["compensated_from"] = str(args.source)
+    from sim2real.training import _git_commit
+
+    meta["compensated_at_commit"] = _git_commit()  # the compensation code (the filter's, too)
     (args.dest / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
     print(f"{args.dest}: {args.source} with latency compensation")
     if args.manifest:
@@ -122,6 +125,7 @@ def _list(args: argparse.Namespace, meta: dict, argv: list[str] | None) -> None:
                 ]
             ),
             "git_commit": meta["git_commit"],
+            "compensated_at_commit": meta["compensated_at_commit"],
             "timesteps": meta["timesteps"],
             "method": f"{_method(meta)}; {_describe(compensation)}",
             "sim_return": {

@@ -147,8 +147,13 @@ def test_shipped_policy_loads_and_fits_its_task(entry: dict) -> None:
     assert (meta["task"], meta["seed"]) == (entry["task"], entry["seed"])
     randomized = meta["randomization"] is not None or meta.get("adr") is not None
     assert (entry["variant"] != "sim") == randomized  # dr*, robust: trained randomized
-    if entry["variant"] == "robust":  # deployed behind an online delay estimate
-        assert meta["latency_compensation"]["estimate"] is True
+    if entry["variant"] == "robust":  # deployed behind an online delay estimate and a filter
+        compensation = meta["latency_compensation"]
+        assert compensation["estimate"] is True
+        dim = tasks()[entry["task"]].observation_dim
+        assert len(compensation["filter"]["noise_std"]) == dim
+        assert len(compensation["filter"]["process_std"]) == dim
+        assert not str(entry["compensated_at_commit"]).endswith("-dirty")
     source = resolve_policies(run_dir)[0]
     assert source.normalizer is not None, "shipped policies normalize observations"
     env = gym.make(f"sim2real/{entry['task']}-sim-v0")
