@@ -201,7 +201,7 @@ class SkewedEnv(gym.Wrapper):
             self._dynamics_of = point
         obs, info = self.env.reset(seed=seed, options=options)
         if self._sensors.bias is not None:
-            self._sensors.draw_bias(streams.generators["sensing.bias_std"])
+            self._sensors.draw_bias(streams.rows("sensing.bias_std", self._obs_dim))
         obs = self._start_observing(obs)
         info["skews"] = Point(self.point)
         return obs, info

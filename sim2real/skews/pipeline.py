@@ -31,7 +31,7 @@ import numpy as np
 from sim2real.skews.actuation import ActuationNoise, Deadband
 from sim2real.skews.registry import SKEWS, Element, Stage
 from sim2real.skews.sensing import SensorBias, SensorDropout, SensorNoise, Sensors
-from sim2real.skews.streams import BlockStream, below_draw, gaussian_draw
+from sim2real.skews.streams import BlockStream, Normals, below_draw, gaussian, gaussian_draw
 from sim2real.skews.timing import (
     ActionLatency,
     ControlJitter,
@@ -103,10 +103,12 @@ class Streams:
     def __init__(self) -> None:
         self.generators: dict[str, np.random.Generator] = {}
         self._blocks: dict[str, tuple[Any, BlockStream]] = {}
+        self._normals: dict[str, Normals] = {}  # the gaussian streams' standard normals
 
     def reseed(self, seed: int | None) -> None:
         self.generators = reset_generators(seed)
         self._blocks = {}
+        self._normals = {}
 
     def _kept(self, name: str, key: Any, make: Callable[[], BlockStream]) -> BlockStream:
         """The stream of ``name``, kept while ``key`` (its kind and scale) stays the same."""
@@ -120,16 +122,28 @@ class Streams:
     def gaussian(self, name: str, dim: int, scale: np.ndarray) -> BlockStream:
         """Rows ``scale * N(0, 1)`` from generator ``name``."""
         key = ("gaussian", dim, scale.tobytes() if type(scale) is np.ndarray else scale)
-        return self._stream(name, key, gaussian_draw, scale)
+        held = self._blocks.get(name)  # the common case of _stream, inlined
+        if held is not None and held[0] == key:
+            return held[1]
+        normals = self._normals.get(name)
+        if normals is None:
+            normals = self._normals[name] = Normals(self.generators[name], dim)
+        return self._stream(name, key, gaussian_draw(normals.take, scale))
 
     def below(self, name: str, dim: int, prob: Any) -> BlockStream:
         """Boolean rows, True with probability ``prob``, from generator ``name``."""
         key = ("below", dim, prob.tobytes() if type(prob) is np.ndarray else prob)
-        return self._stream(name, key, below_draw, prob)
+        held = self._blocks.get(name)
+        if held is not None and held[0] == key:
+            return held[1]
+        return self._stream(name, key, below_draw(self.generators[name], dim, prob))
 
-    def _stream(
-        self, name: str, key: tuple, draw: Callable[..., Callable[[int], np.ndarray]], value: Any
-    ) -> BlockStream:
+    def rows(self, name: str, dim: int) -> Callable[[], np.ndarray]:
+        """The next standard-normal row of ``dim`` from generator ``name`` at each call: the
+        numbers of one ``standard_normal(dim)`` call per row, drawn many rows at a time."""
+        return self._kept(name, ("rows", dim), lambda: gaussian(self.generators[name], dim)).next
+
+    def _stream(self, name: str, key: tuple, draw: Callable[[int], np.ndarray]) -> BlockStream:
         """The stream of ``name`` for ``key`` (kind, dim, parameter): kept while the key stays
         the same; with another parameter the same stream object restarts, so that whatever
         holds its ``next`` keeps working (this runs at every randomized reset)."""
@@ -139,10 +153,10 @@ class Streams:
                 return held[1]
             if held[0][:2] == key[:2]:  # the same kind of stream: restarted in place
                 stream = held[1]
-                stream.restart(draw(self.generators[name], key[1], value))
+                stream.restart(draw)
                 self._blocks[name] = (key, stream)
                 return stream
-        stream = BlockStream(draw(self.generators[name], key[1], value))
+        stream = BlockStream(draw)
         self._blocks[name] = (key, stream)
         return stream
 

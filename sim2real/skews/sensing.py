@@ -7,6 +7,7 @@ number for every dimension or one per dimension.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -60,9 +61,10 @@ class SensorBias:
         self.std = np.full(ctx.obs_dim, value) if kind is float else value
         return True
 
-    def draw(self, rng: np.random.Generator) -> None:
-        """This episode's offsets, written in place (readers hold the array)."""
-        np.multiply(self.std, rng.standard_normal(self.std.shape), out=self.offset)
+    def draw(self, normal: np.ndarray) -> None:
+        """This episode's offsets from one standard-normal row, written in place (readers
+        hold the array)."""
+        np.multiply(self.std, normal, out=self.offset)
 
 
 class SensorNoise:
@@ -170,10 +172,11 @@ class Sensors:
     def previous(self, value: np.ndarray | None) -> None:
         self._previous[0] = value
 
-    def draw_bias(self, rng: np.random.Generator) -> None:
-        """The episode's sensor offsets, drawn at reset."""
+    def draw_bias(self, normal: Callable[[], np.ndarray]) -> None:
+        """The episode's sensor offsets, drawn at reset: ``normal()`` is the next standard-normal
+        row of the ``"sensing.bias_std"`` stream (one ``standard_normal(dim)`` per episode)."""
         if self.bias is not None:
-            self.bias.draw(rng)
+            self.bias.draw(normal())
 
     def _reader(self):
         offset = None if self.bias is None else self.bias.offset

@@ -65,18 +65,41 @@ def _rows(blocks: _Blocks) -> Iterator[np.ndarray]:
                 break
 
 
+class Normals:
+    """Consecutive rows of ``rng.standard_normal((n, dim))``, drawn 256 rows per generator
+    call: the same numbers as drawing them ``n`` at a time (a generator fills its rows in
+    sequence), so that a stream restarted at every reset costs no generator call."""
+
+    def __init__(self, rng: np.random.Generator, dim: int) -> None:
+        self._rng, self._dim = rng, dim
+        self._buffer = np.empty((0, dim))
+        self._at = 0
+
+    def take(self, n: int) -> np.ndarray:
+        """The next ``n`` rows (a view: the caller derives a new array from it)."""
+        at, end = self._at, self._at + n
+        if end <= len(self._buffer):
+            self._at = end
+            return self._buffer[at:end]
+        rest = self._buffer[at:]
+        need = n - len(rest)
+        self._buffer = self._rng.standard_normal((max(BLOCK, need), self._dim))
+        self._at = need
+        return np.concatenate((rest, self._buffer[:need])) if len(rest) else self._buffer[:need]
+
+
 def gaussian(rng: np.random.Generator, dim: int, scale: np.ndarray | float = 1.0) -> BlockStream:
     """Rows ``scale * N(0, 1)`` of length ``dim``; the block is scaled once, not every row."""
-    return BlockStream(gaussian_draw(rng, dim, scale))
+    return BlockStream(gaussian_draw(Normals(rng, dim).take, scale))
 
 
 def gaussian_draw(
-    rng: np.random.Generator, dim: int, scale: np.ndarray | float = 1.0
+    normals: Callable[[int], np.ndarray], scale: np.ndarray | float = 1.0
 ) -> Callable[[int], np.ndarray]:
-    """The block draw of :func:`gaussian`."""
+    """The block draw of :func:`gaussian`, from ``normals(n)``: ``n`` standard-normal rows."""
     if isinstance(scale, float) and scale == 1.0:
-        return lambda n: rng.standard_normal((n, dim))
-    return lambda n: scale * rng.standard_normal((n, dim))
+        return lambda n: normals(n).copy()
+    return lambda n: scale * normals(n)
 
 
 def below(rng: np.random.Generator, dim: int, prob: np.ndarray | float) -> BlockStream:

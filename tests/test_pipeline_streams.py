@@ -1,0 +1,102 @@
+"""Block streams restarted in place give the rows of fresh streams, bit for bit; the chunked
+standard normals are the generator's own sequence; a randomized env keeps its components and
+step closures across episodes while every episode stays the one a fresh build gives."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import sim2real
+from sim2real.randomization import RandomizationSource, config_path
+from sim2real.skewed_env import SkewedEnv, find_skewed_env
+from sim2real.skews.streams import BlockStream, Normals, gaussian_draw
+
+
+def fresh_rows(rng: np.random.Generator, dim: int, scale: np.ndarray, n: int) -> np.ndarray:
+    """What a new stream gives: blocks of 4, 16, 64, then 256 rows, straight from ``rng``."""
+    rows: list[np.ndarray] = []
+    for size in (4, 16, 64, *[256] * 8):
+        rows.extend(scale * rng.standard_normal((size, dim)))
+        if len(rows) >= n:
+            return np.asarray(rows[:n])
+    raise AssertionError("n too large")
+
+
+def used_blocks(n: int) -> int:
+    """Rows drawn from the generator by a stream that handed out ``n`` rows."""
+    drawn = 0
+    for size in (4, 16, 64, *[256] * 8):
+        if drawn >= n:
+            return drawn
+        drawn += size
+    raise AssertionError("n too large")
+
+
+@pytest.mark.parametrize("used", [0, 1, 3, 4, 5, 20, 21, 84, 85, 340, 400])
+def test_a_restarted_stream_continues_as_a_fresh_one(used):
+    dim, first, second = 3, np.array([1.0, 2.0, 3.0]), np.array([0.5, 0.1, 7.0])
+    normals = Normals(np.random.default_rng(4), dim)
+    stream = BlockStream(gaussian_draw(normals.take, first))
+    handed = [stream.next().copy() for _ in range(used)]
+    stream.restart(gaussian_draw(normals.take, second))
+    after = np.asarray([stream.next().copy() for _ in range(300)])
+
+    reference = np.random.default_rng(4)
+    if used:
+        np.testing.assert_array_equal(np.asarray(handed), fresh_rows(reference, dim, first, used))
+        reference = np.random.default_rng(4)
+        reference.standard_normal((used_blocks(used), dim))  # what the first stream drew
+    np.testing.assert_array_equal(after, fresh_rows(reference, dim, second, 300))
+
+
+def test_normals_are_the_generators_sequence_across_chunks():
+    normals = Normals(np.random.default_rng(9), 2)
+    taken = np.concatenate([normals.take(n) for n in (4, 16, 64, 256, 256, 3, 700, 1)])
+    np.testing.assert_array_equal(taken, np.random.default_rng(9).standard_normal((1300, 2)))
+
+
+def test_a_randomized_env_keeps_its_components_and_closures():
+    env = sim2real.make("Hopper", randomization=config_path("Hopper"))
+    skewed = find_skewed_env(env)
+    env.reset(seed=3)
+    components = skewed.pipeline.components
+    for _ in range(40):
+        env.reset()
+    assert all(a is b for a, b in zip(components, skewed.pipeline.components, strict=True))
+    kept = skewed._physics_step
+    latencies = (skewed.pipeline.obs_latency.substeps, skewed.pipeline.action_latency.substeps)
+    for _ in range(400):  # the same latencies again: the same closure, not a new one
+        env.reset()
+        now = (skewed.pipeline.obs_latency.substeps, skewed.pipeline.action_latency.substeps)
+        if now == latencies:
+            assert skewed._physics_step is kept
+            break
+    else:
+        pytest.fail("the latencies never came back")
+
+
+class FreshEveryEpisode(SkewedEnv):
+    """Builds every episode's pipeline and closures afresh (nothing kept from the last one)."""
+
+    def _use(self, point):
+        self.pipeline = None
+        super()._use(point)
+
+
+@pytest.mark.parametrize("task", ["Hopper", "Ant", "InvertedDoublePendulum"])
+def test_kept_components_give_the_episodes_of_fresh_builds(task):
+    spec = config_path(task)
+    kept = sim2real.make(task, randomization=spec)
+    fresh = FreshEveryEpisode(gym.make(sim2real.get_task(task).base_id), RandomizationSource(spec))
+    space = kept.action_space
+    actions = np.random.default_rng(0).uniform(space.low, space.high, (30, *space.shape))
+    for episode in range(60):
+        seed = 5 if episode in (0, 40) else None
+        a, info_a = kept.reset(seed=seed)
+        b, info_b = fresh.reset(seed=seed)
+        assert info_a["skews"] == info_b["skews"]
+        np.testing.assert_array_equal(a, b)
+        for action in actions[: episode % 7]:
+            np.testing.assert_array_equal(kept.step(action)[0], fresh.step(action)[0])
