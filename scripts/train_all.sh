@@ -30,8 +30,9 @@ robust() {  # robust TASK BEST_SIM_SEED SEED
 
 # "compensated" trains the shipped robust policies (docs/robustify.md): randomized dynamics, actuation
 # and sensing (configs/robustify/<task_lower>.yaml, no timing), asymmetric critic, warm start from the
-# best sim-trained seed (configs/train/ppo_compensated.yaml); compensate_policy.py --estimate then adds
-# latency compensation with the delay estimated online and ships policies/<task>/robust/seed<N>.
+# best sim-trained seed (configs/train/ppo_compensated.yaml); compensate_policy.py --estimate --filter
+# then adds latency compensation with the delay estimated online and the readings filtered around the
+# model (the default robot's sensor noise), and ships policies/<task>/robust/seed<N>.
 compensated() {  # compensated TASK BEST_SIM_SEED SEED TIMESTEPS
   local task="$1" best="$2" seed="$3" steps="$4" lower="${1,,}" out="runs/$1/robust/seed$3" resume=()
   if ls "$out"/checkpoints/*_steps.zip >/dev/null 2>&1; then resume=(--resume); fi
@@ -40,7 +41,8 @@ compensated() {  # compensated TASK BEST_SIM_SEED SEED TIMESTEPS
     --timesteps "$steps" --init-from "policies/$task/sim/$best" --no-progress --out "$out")
   "${PYTHON:-python}" "${cmd[@]:1}" "${resume[@]}" \
     && "${PYTHON:-python}" scripts/compensate_policy.py "$out" "policies/$task/robust/seed$seed" \
-      --estimate --manifest --train-command "${cmd[*]}" --note "estimated online per episode" \
+      --estimate --filter default --manifest --train-command "${cmd[*]}" \
+      --note "estimated online per episode" \
     || echo "FAILED: $task compensated seed $seed"
 }
 compensated_a() { for seed in 0 1 2; do compensated Hopper seed2 "$seed" 400000; done; }
