@@ -33,6 +33,14 @@ class _ScaleSkew:
     def apply(self, value: Value) -> None:
         np.multiply(self.nominal, per_row(value, self.nominal), out=self.target)
 
+    def apply_rows(self, value: np.ndarray) -> None:
+        """:meth:`apply` of one float64 value per element (a drawn array), without checks
+        beyond its length."""
+        if len(value) != len(self.nominal):
+            raise ValueError(f"expected {len(self.nominal)} per-element values, got {len(value)}")
+        rows = value if self.nominal.ndim == 1 else value[:, None]
+        np.multiply(self.nominal, rows, out=self.target)
+
     def restore(self) -> None:
         self.target[...] = self.nominal
 
@@ -124,6 +132,15 @@ class MassScale:
         np.multiply(self.nominal_mass, per_row(value, self.nominal_mass), out=self.mass)
         np.multiply(self.nominal_inertia, per_row(value, self.nominal_inertia), out=self.inertia)
 
+    def apply_rows(self, value: np.ndarray) -> None:
+        """:meth:`apply` of one float64 value per body (a drawn array)."""
+        if len(value) != len(self.nominal_mass):
+            raise ValueError(
+                f"expected {len(self.nominal_mass)} per-element values, got {len(value)}"
+            )
+        np.multiply(self.nominal_mass, value, out=self.mass)
+        np.multiply(self.nominal_inertia, value[:, None], out=self.inertia)
+
     def restore(self) -> None:
         self.apply(1.0)
 
@@ -176,20 +193,24 @@ class ModelSkews:
         }
         self._applied: dict[str, Any] = {}
         self._entries = tuple(
-            (name, skew, self._nominal[name]) for name, skew in self.skews.items()
+            (name, skew, self._nominal[name], getattr(skew, "apply_rows", None))
+            for name, skew in self.skews.items()
         )
 
     def apply(self, values: dict[str, Any]) -> None:
         changed = False
         applied = self._applied
-        for name, skew, nominal in self._entries:
+        for name, skew, nominal, rows in self._entries:
             value = values.get(name)
             if value is None and name not in applied:  # nominal, and nominal already
                 continue
             if type(value) is np.ndarray and value.dtype == np.float64:  # drawn per element:
                 if value is applied.get(name):  # written as it comes (comparing costs more)
                     continue
-                skew.apply(value)
+                if value.ndim == 1 and rows is not None:
+                    rows(value)
+                else:
+                    skew.apply(value)
                 applied[name] = value
                 changed = True
                 continue
