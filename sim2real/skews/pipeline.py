@@ -334,9 +334,8 @@ def build_pipeline(
     else:
         commands = (noise,) if deadband is None else (noise, deadband)
     sensors = None if previous is None else previous.sensors
-    if sensors is not None and (sensors.bias, sensors.noise, sensors.dropout) == (
-        bias, sensor_noise, dropout
-    ):
+    same = (bias, sensor_noise, dropout)
+    if sensors is not None and (sensors.bias, sensors.noise, sensors.dropout) == same:
         sensors.previous = None  # the same components: its reader holds them
     else:
         sensors = Sensors(bias, sensor_noise, dropout)

@@ -24,19 +24,45 @@ from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
 
 Reader = Callable[[], np.ndarray]
 
-try:  # the ufunc behind np.clip, without np.clip's Python layers (4 us -> 0.4 us on 9 numbers)
-    from numpy._core.umath import clip as _clip_ufunc
-except ImportError:  # pragma: no cover - another numpy layout: the public spelling
-    _clip_ufunc = None
-
 
 def _clip(values: np.ndarray, low: np.ndarray, high: np.ndarray, out: np.ndarray) -> None:
-    """``out[...] = np.clip(values, low, high)``, bit for bit."""
+    """``out[...] = np.clip(values, low, high)``, bit for bit (:data:`clip_into`'s fallback)."""
     np.minimum(np.maximum(values, low), high, out=out)
 
 
+class _Found(Exception):
+    def __init__(self, ufunc: np.ufunc) -> None:
+        super().__init__(ufunc.__name__)
+        self.ufunc = ufunc
+
+
+class _Probe(np.ndarray):
+    """An array that reports the ufunc numpy calls on it (the ``__array_ufunc__`` protocol)."""
+
+    def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: object, **kwargs: object):
+        raise _Found(ufunc)
+
+
+def _clip_ufunc() -> np.ufunc | None:
+    """The ufunc that ``ndarray.clip`` calls, found through the public ``__array_ufunc__``
+    protocol: called directly it skips ``np.clip``'s Python layers (4 us -> 0.3 us on 9
+    numbers). ``None`` if numpy clips some other way."""
+    try:
+        np.zeros(1).view(_Probe).clip(0.0, 1.0)
+    except _Found as found:
+        ufunc = found.ufunc
+        if ufunc.nin == 3 and ufunc.nout == 1:
+            got = ufunc(np.array([-2.0, 0.5, 2.0]), -1.0, 1.0)
+            if got.tolist() == [-1.0, 0.5, 1.0]:
+                return ufunc
+    except Exception:  # pragma: no cover - numpy clips some other way: the fallback
+        pass
+    return None  # pragma: no cover
+
+
+_CLIP = _clip_ufunc()
 clip_into: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], object] = (
-    _clip_ufunc if _clip_ufunc is not None else _clip
+    _CLIP if _CLIP is not None else _clip
 )
 
 
