@@ -151,7 +151,8 @@ class Streams:
         if held is not None:
             if held[0] == key:
                 return held[1]
-            if held[0][:2] == key[:2]:  # the same kind of stream: restarted in place
+            kind, dim = held[0][0], held[0][1]
+            if kind == key[0] and dim == key[1]:  # the same kind of stream: restarted in place
                 stream = held[1]
                 stream.restart(draw)
                 self._blocks[name] = (key, stream)
