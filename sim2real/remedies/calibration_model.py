@@ -75,6 +75,18 @@ class Windows:
         """The windows selected by the boolean or index array ``keep``."""
         return Windows(*(getattr(self, name)[keep] for name in self.__dataclass_fields__))
 
+    def head(self, steps: int, frame_skip: int) -> Windows:
+        """The same windows cut to their first ``steps`` control steps (same start states)."""
+        return Windows(
+            self.episode,
+            self.start,
+            self.targets[:, : steps + 1],
+            self.mask[:, : steps + 1],
+            self.sample[:, : steps + 1],
+            self.controls[:, : steps * frame_skip],
+            self.at_start,
+        )
+
 
 def leading_repeats(obs: np.ndarray) -> int:
     """How many observations after the first repeat it exactly (a backfilled buffer)."""
