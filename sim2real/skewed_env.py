@@ -17,6 +17,9 @@ state, as upstream.
 The step is specialized once per pipeline (no branch it does not need runs); a
 mid-step reading of an upstream env goes through
 :func:`~sim2real.skews.readers.fast_reader`, the same bits as its ``_get_obs``.
+A randomized reset refreshes the components in place and picks the step's closures
+kept for its latencies, so that it rebuilds nothing that holds a component
+(docs/pipeline_performance.md).
 """
 
 from __future__ import annotations

@@ -14,8 +14,10 @@ The names of today's streams keep their historical spawn index
 (:data:`STREAMS`), so a fixed spec gives the same episode bit for bit as before;
 any other name is keyed by a hash of the name, so adding a skew never changes
 another's draws. Block streams (256 rows per generator call) live until the next
-seed. A source draws its point from the ``"source"`` generator; a field drawn
-afresh at every step draws from :func:`field_generator` of that generator.
+seed; a stream whose parameter changes (a new episode's noise level) restarts in
+place with the rows a new stream would give, so that what holds it stays valid.
+A source draws its point from the ``"source"`` generator; a field drawn afresh at
+every step draws from :func:`field_generator` of that generator.
 """
 
 from __future__ import annotations
