@@ -7,6 +7,7 @@ windows cut short first, then lengthening them, must bring them back to the true
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 import sim2real
 from sim2real.paths import data_dir
@@ -51,6 +52,7 @@ def test_head_windows_predict_the_first_steps_of_the_full_ones() -> None:
     np.testing.assert_array_equal(short, full[:, :4])
 
 
+@pytest.mark.slow  # about 12 CPU s
 def test_continuation_brings_start_states_back_to_the_truth() -> None:
     model = PipelineModel("Walker2d", threads=2)
     clean, noisy = _walker()
