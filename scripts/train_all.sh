@@ -32,23 +32,27 @@ robust() {  # robust TASK BEST_SIM_SEED SEED
 # and sensing (configs/robustify/<task_lower>.yaml, no timing), asymmetric critic, warm start from the
 # best sim-trained seed (configs/train/ppo_compensated.yaml); compensate_policy.py --estimate --filter
 # then adds latency compensation with the delay estimated online and the readings filtered around the
-# model (the default robot's sensor noise), and ships policies/<task>/robust/seed<N>.
-compensated() {  # compensated TASK BEST_SIM_SEED SEED TIMESTEPS
-  local task="$1" best="$2" seed="$3" steps="$4" lower="${1,,}" out="runs/$1/robust/seed$3" resume=()
+# model (for the default robot's sensor noise, or 0: dropped readings replaced only), and ships
+# policies/<task>/robust/seed<N>.
+compensated() {  # compensated TASK BEST_SIM_SEED SEED TIMESTEPS [FILTER_NOISE]
+  local task="$1" best="$2" seed="$3" steps="$4" noise="${5:-default}" lower="${1,,}"
+  local out="runs/$1/robust/seed$3" resume=()
   if ls "$out"/checkpoints/*_steps.zip >/dev/null 2>&1; then resume=(--resume); fi
   local cmd=(python scripts/train_policy.py --task "$task" --seed "$seed"
     --randomization "configs/robustify/$lower.yaml" --config configs/train/ppo_compensated.yaml
     --timesteps "$steps" --init-from "policies/$task/sim/$best" --no-progress --out "$out")
   "${PYTHON:-python}" "${cmd[@]:1}" "${resume[@]}" \
     && "${PYTHON:-python}" scripts/compensate_policy.py "$out" "policies/$task/robust/seed$seed" \
-      --estimate --filter default --manifest --train-command "${cmd[*]}" \
+      --estimate --filter "$noise" --manifest --train-command "${cmd[*]}" \
       --note "estimated online per episode" \
     || echo "FAILED: $task compensated seed $seed"
 }
 compensated_a() { for seed in 0 1 2; do compensated Hopper seed2 "$seed" 400000; done; }
 compensated_b() { for seed in 0 1 2; do compensated Walker2d seed0 "$seed" 400000; done; }
 compensated_c() {
-  for seed in 0 1 2; do compensated InvertedPendulum seed0 "$seed" 50000; done
+  # InvertedPendulum: dropped readings replaced, no noise filtering (--filter 0): the filter's lag
+  # under 60 ms of latency made it fall on harsh (docs/robustify.md, row 17's notes).
+  for seed in 0 1 2; do compensated InvertedPendulum seed0 "$seed" 50000 0; done
   for seed in 0 1 2; do compensated InvertedDoublePendulum seed0 "$seed" 200000; done
   for seed in 0 1 2; do compensated HalfCheetah seed1 "$seed" 300000; done
 }
