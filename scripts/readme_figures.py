@@ -95,7 +95,7 @@ FIGURES: tuple[Figure, ...] = (
     ),
     Figure(
         "benchmark",
-        "sim2real benchmark --overwrite --no-progress --engine batch --out results/benchmark "
+        "sim2real benchmark --resume --no-progress --engine batch --out results/benchmark "
         "> /dev/null && "
         "cat results/benchmark/benchmark.md",
         fence=None,
