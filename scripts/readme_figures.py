@@ -106,7 +106,7 @@ FIGURES: tuple[Figure, ...] = (
         measured=True,
     ),
     Figure("bench-evaluator", "python scripts/bench_evaluator.py --episodes 100", measured=True),
-    Figure("bench-envs", "python scripts/bench_envs.py --presets default", measured=True),
+    Figure("bench-envs", "python scripts/bench_envs.py --presets default --split", measured=True),
     Figure("bench-randomization", "python scripts/bench_randomization.py --parts a", measured=True),
 )
 REGISTRY = {figure.name: figure for figure in FIGURES}
