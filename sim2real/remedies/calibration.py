@@ -19,7 +19,9 @@ How (multiple shooting, :mod:`~sim2real.remedies.calibration_fit`):
    the total is scored on them, the best few with their start states refitted.
 3. Final fit on every window: the scales and every window's start state, by
    trust-region least squares on the sparse Jacobian, each dimension weighted by
-   one over its noise level (estimated in step 1).
+   one over its noise level (estimated in step 1). The start states are first fitted on
+   the windows cut short (``continuation``: 2 then 5 steps), and windows fitting far
+   worse than the median are trimmed and the rest refitted (``trim_rounds``).
 4. Trust: intervals by a linearized bootstrap over logged episodes (Student-t
    with episodes - 1 degrees of freedom on its spread), a warning for any scale
    whose Gauss-Newton standard error exceeds ``identifiable_se``, the residual per
