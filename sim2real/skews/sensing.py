@@ -95,10 +95,7 @@ class SensorNoise:
     def refresh(self, value: Any, ctx: Context) -> bool:
         """Take the episode's ``value`` in place (the same stream, restarted); ``False`` when
         it needs building afresh."""
-        kind = type(value)
-        if not (kind is np.ndarray or kind is float) or not ctx.nonzero(value):
-            return False
-        if ctx.streams.gaussian(self.field, ctx.obs_dim, value) is not self.stream:
+        if not _keeps_stream(value, ctx, self.stream, ctx.streams.gaussian, self.field):
             return False
         self.std = value
         return True
@@ -135,16 +132,23 @@ class SensorDropout:
     def refresh(self, value: Any, ctx: Context) -> bool:
         """Take the episode's ``value`` in place (the same stream, restarted); ``False`` when
         it needs building afresh."""
-        kind = type(value)
-        if not (kind is np.ndarray or kind is float) or not ctx.nonzero(value):
-            return False
-        if ctx.streams.below(self.field, ctx.obs_dim, value) is not self.stream:
+        if not _keeps_stream(value, ctx, self.stream, ctx.streams.below, self.field):
             return False
         self.prob = value
         return True
 
     def mask(self) -> np.ndarray:
         return self.stream.next()  # type: ignore[union-attr]
+
+
+def _keeps_stream(value: Any, ctx: Context, stream: Any, stream_for: Any, field: str) -> bool:
+    """Whether a sensing component can take the drawn ``value`` in place: a number or an
+    array, not all zero, whose stream (``stream_for(field, obs_dim, value)``, restarted for
+    the episode) is the component's own ``stream``."""
+    kind = type(value)
+    if not (kind is np.ndarray or kind is float) or not ctx.nonzero(value):
+        return False
+    return stream_for(field, ctx.obs_dim, value) is stream
 
 
 class Sensors:
