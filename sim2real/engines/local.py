@@ -112,6 +112,7 @@ class _Slots:
     def __init__(self, policy: Callable[..., np.ndarray], size: int, stateless: bool) -> None:
         self.policy = with_episode_start(policy)
         self.stateless = stateless
+        self.takes_active = takes_active_rows(self.policy)
         self.subs: list[_SubEnv | None] = [None] * size
         self.obs: np.ndarray | None = None
 
@@ -130,7 +131,7 @@ class _Slots:
             start[i] = self.subs[i].starting
         if self.stateless:
             actions = self.policy(self.obs[rows], episode_start=start[rows])
-        elif takes_active_rows(self.policy):
+        elif self.takes_active:
             active = np.zeros(len(self.subs), dtype=bool)
             active[rows] = True
             actions = self.policy(self.obs.copy(), episode_start=start, active=active)[rows]

@@ -371,7 +371,7 @@ class LatencyPredictor:
             return raw, False  # a velocity (nearly) on its clip: no state to predict from
         obs_lag, action_lag = self.split(row)
         fs, now = self._frame_skip, len(sent) * self._frame_skip
-        begin, end = max(now - fs - obs_lag, 0), max(now - obs_lag, 0)
+        begin, end = self._reading_interval(now, obs_lag)
         prior = self._roll(last, begin, end, sent, action_lag)
         # Past the estimator's start window every candidate delay says the state moved.
         settled = self.estimator is None or now - fs >= self.estimator.max_delay
@@ -406,20 +406,26 @@ class LatencyPredictor:
         if now - fs >= estimator.max_delay:  # fresh under every delay: the total decides
             errors = np.empty(n)
             for d in range(n):
-                guess = self._roll(before, now - fs - d, now - d, sent, 0)
+                guess = self._roll(before, *self._reading_interval(now, d), sent, 0)
                 errors[d] = float(np.dot((after - guess) ** 2, weight))
             estimator.add_fresh(row, errors)
             return
         errors = np.full((n, n), np.inf)
         seen: dict[tuple, float] = {}
         for obs_lag, action_lag in estimator.pairs:
-            begin, end = max(now - fs - obs_lag, 0), max(now - obs_lag, 0)
+            begin, end = self._reading_interval(now, obs_lag)
             key = (begin, end, *self._commands_on(begin, end, action_lag))
             if key not in seen:
                 guess = self._roll(before, begin, end, sent, action_lag)
                 seen[key] = float(np.dot((after - guess) ** 2, weight))
             errors[obs_lag, action_lag] = seen[key]
         estimator.add_start(row, errors)
+
+    def _reading_interval(self, now: int, obs_lag: int) -> tuple[int, int]:
+        """The substeps between the states that the last two readings show, when the
+        newer one arrives at substep ``now`` ``obs_lag`` substeps old (a robot repeats its
+        initial reading until the first fresh one)."""
+        return max(now - self._frame_skip - obs_lag, 0), max(now - obs_lag, 0)
 
     def _commands_on(self, begin: int, end: int, action_lag: int) -> list[int]:
         fs = self._frame_skip
@@ -476,8 +482,8 @@ def measure_process_std(
             sent.append(np.asarray(action, dtype=np.float64))
             after, _, terminated, truncated, _ = env.step(action)
             if model._invert.exact(obs):
-                now = len(sent) * fs
-                guess = model._roll(np.asarray(obs, float), now - fs, now, sent, 0)
+                begin, end = model._reading_interval(len(sent) * fs, 0)
+                guess = model._roll(np.asarray(obs, float), begin, end, sent, 0)
                 squares = squares + (np.asarray(after, float) - guess) ** 2
                 count += 1
             obs = after

@@ -61,6 +61,7 @@ class BatchEngine:
         obs = np.zeros((n, sim.obs_dim))
         starting = np.zeros(n, dtype=bool)
         policies: dict[int, Callable[..., np.ndarray]] = {}
+        takes_active: dict[int, bool] = {}  # whether it accepts active=rows (asked once)
         last_obs: dict[int, np.ndarray] = {}
 
         def policy(index: int) -> Callable[..., np.ndarray]:
@@ -69,6 +70,7 @@ class BatchEngine:
                 if built is None:
                     built = workload.policies[index].build(workload.n_envs)
                 policies[index] = with_episode_start(built)
+                takes_active[index] = takes_active_rows(policies[index])
                 last_obs[index] = np.zeros((workload.n_envs, sim.obs_dim))
             return policies[index]
 
@@ -100,7 +102,7 @@ class BatchEngine:
                 mask = np.zeros(workload.n_envs, dtype=bool)
                 mask[rows] = starting[rows]
                 extra = {}
-                if takes_active_rows(act):
+                if takes_active[index]:
                     extra["active"] = np.zeros(workload.n_envs, dtype=bool)
                     extra["active"][rows] = True
                 out = np.asarray(act(batch_obs.copy(), episode_start=mask, **extra))
