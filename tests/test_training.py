@@ -484,3 +484,50 @@ def test_state_filter_settings_are_checked() -> None:
     ]:
         with pytest.raises(ValueError, match=message):
             LatencyCompensation.load({"filter": bad})
+
+
+def test_predictor_leaves_inactive_rows_untouched() -> None:
+    """Rows an engine marks inactive pass through and keep no commands; the active row is
+    predicted exactly as by a predictor that only ever saw that row."""
+    import numpy as np
+
+    from sim2real.training.compensation import LatencyCompensation, LatencyPredictor
+
+    compensation = LatencyCompensation(0.02, 0.01)
+    both = LatencyPredictor("Hopper", compensation)
+    alone = LatencyPredictor("Hopper", compensation)
+    env = sim2real.make("Hopper", {"timing": {"obs_latency_s": 0.02, "action_latency_s": 0.01}})
+    obs, _ = env.reset(seed=4)
+    other = np.full_like(obs, 0.5)
+    active = np.array([True, False])
+    rng = np.random.default_rng(0)
+    for step in range(5):
+        start = np.array([step == 0, step == 0])
+        predicted = both.predict(np.stack([obs, other]), start, active)
+        np.testing.assert_array_equal(predicted[0], alone.predict(obs[None], start[:1])[0])
+        np.testing.assert_array_equal(predicted[1], other)
+        action = rng.uniform(-0.5, 0.5, 3)
+        both.record(np.stack([action, -action]), active)
+        alone.record(action[None])
+        obs, *_ = env.step(action)
+    assert both._commands[1] == [] and len(both._commands[0]) == 5
+
+
+def test_compensate_policy_refuses_a_bad_filter_before_any_work(tmp_path: Path, capsys) -> None:
+    import importlib.util
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "compensate_policy.py"
+    spec = importlib.util.spec_from_file_location("compensate_policy", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    robust = data_dir("policies") / "Hopper" / "robust" / "seed0"
+    plain = data_dir("policies") / "Hopper" / "sim" / "seed0"
+    for source, value, message in [
+        (robust, "stormy", "not a preset of Hopper (default, harsh) nor 1 or 11"),
+        (robust, "0.1,nan", "nor 1 or 11 finite numbers"),
+        (plain, "default", "not trained with randomization"),
+    ]:
+        dest = tmp_path / value
+        assert module.main([str(source), str(dest), "--filter", value]) == 2
+        assert message in capsys.readouterr().err
+        assert not dest.exists()  # refused before any work
