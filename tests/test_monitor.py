@@ -63,6 +63,18 @@ def test_field_fit_recovers_a_known_slope() -> None:
     assert 0.01 < fit.se < 0.05
 
 
+def test_delay_llr_is_gaussian_near_the_model_and_bounded_far_off_it() -> None:
+    """Near the noise model (small squared residuals, many degrees of freedom) the Student-t
+    ratio is the Gaussian (base - delayed) / 2; for a transition far off the model (both
+    residuals large, in ratio 2) it is about (dof + d) / 2 log 2 however large they are."""
+    base, delayed = np.array([12.0]), np.array([[10.0, 14.0]])
+    near = stats.delay_llr(base, delayed, dim=11, dof=1e6, clip=50.0)
+    assert np.allclose(near, [[1.0, -1.0]], atol=1e-4)
+    far = stats.delay_llr(np.array([2e6]), np.array([[1e6]]), dim=11, dof=5.0, clip=50.0)
+    assert abs(far[0, 0] - 8.0 * np.log(2.0)) < 1e-3
+    assert stats.delay_llr(np.array([1e9]), np.array([[0.0]]), 11, 5.0, 50.0)[0, 0] == 50.0
+
+
 # ---------------------------------------------------------------------- false alarms
 def test_no_alarm_on_noiseless_sim_streams(noiseless: SkewMonitor) -> None:
     """The re-anchored nominal model reproduces the sim variant exactly: no alarm at all."""
@@ -133,7 +145,7 @@ def test_suspect_and_size_on_a_clear_case(
 # ---------------------------------------------------------------------- files, wrapper
 def test_save_load_round_trip(noiseless: SkewMonitor, tmp_path) -> None:
     path = noiseless.save(tmp_path / "monitor.json")
-    assert json.loads(path.read_text())["format"] == "sim2real.monitor/3"
+    assert json.loads(path.read_text())["format"] == "sim2real.monitor/4"
     loaded = SkewMonitor.load(path)
     assert loaded.calibration == noiseless.calibration
     old = json.loads(path.read_text())

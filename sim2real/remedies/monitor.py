@@ -14,8 +14,8 @@ of sequential test run on them:
   residual, which catches anything that makes residuals large;
 * a generalized likelihood ratio test of the total delay: for every candidate
   delay on a grid of half control steps up to three steps, Page's CUSUM of the
-  Gaussian log-likelihood ratio of "delayed by d substeps" against "no delay",
-  one step at a time (clipped, less a small drift), and one statistic, the
+  log-likelihood ratio of "delayed by d substeps" against "no delay" under a
+  Student-t noise model, one step at a time (clipped, less a small drift), and one statistic, the
   largest of them (one threshold for the whole profile). Where a velocity sits
   on its clip the transition is predicted open loop from the last exact
   observation (up to :data:`MAX_GAP` steps back), whitened with its own
@@ -56,12 +56,13 @@ from sim2real.remedies.monitor_model import ReferenceModel, resolve_task
 from sim2real.remedies.monitor_predict import Block, OneStep, StreamPredictor
 
 LATENCY = "timing.total_latency_s"  # the one latency the stream identifies (obs + action)
-FORMAT = "sim2real.monitor/3"
+FORMAT = "sim2real.monitor/4"
 CUSUM_DRIFT = 2.0  # omnibus CUSUM drift, x the sim mean increment: detects a doubled variance
 CUSUM_CAP = 50.0  # cap on one step's omnibus increment: one outlier cannot alarm alone
 NOISY_BLOCK_S = 0.064  # seconds per matched-filter block on a noisy stream (1 step when noiseless)
 INCREMENT_CLIP = 4.0  # a block's matched-filter increment is clipped at this many sim sigmas
 LLR_CLIP = 50.0  # one step's delay log-likelihood ratio is clipped at this (heavy tails)
+LLR_DOF = 5.0  # degrees of freedom of the delay test's Student-t noise model (heavy tails)
 DELAY_CANDIDATES = 6  # total delays the delay test runs side by side (one prediction each)
 MAX_GAP = 4  # a delay-test transition may span this many control steps from an exact anchor
 PROFILE_STEPS = 80  # exact transitions the delay profile of identification uses
@@ -382,7 +383,10 @@ class SkewMonitor:
         statistic, channel = self._cusum / self._omni_h, "omnibus"
         if one.delayed is not None:
             z_d = one.delayed @ t.T
-            llr = np.clip(0.5 * (base - np.einsum("nd,nd->n", z_d, z_d)), -LLR_CLIP, LLR_CLIP)
+            llr = stats.delay_llr(
+                np.array([base]), np.einsum("nd,nd->n", z_d, z_d)[None], self.obs_dim,
+                LLR_DOF, LLR_CLIP,
+            )[0]  # fmt: skip
             np.maximum(self._delay_cusum + llr - self._delay_drift, 0.0, out=self._delay_cusum)
             ratio_d, channel_d = self._delay_lead()
             if ratio_d > statistic:
@@ -561,7 +565,7 @@ class SkewMonitor:
             delayed = np.array([o.delayed for o in ones])  # (n, delays, d)
             z_d = np.einsum("nij,nkj->nki", t_step[regime], delayed)
             base = np.sum(z * z, axis=1)
-            llr = np.clip(0.5 * (base[:, None] - np.sum(z_d**2, axis=2)), -LLR_CLIP, LLR_CLIP)
+            llr = stats.delay_llr(base, np.sum(z_d**2, axis=2), self.obs_dim, LLR_DOF, LLR_CLIP)
             # A policy reacts to the noise of the observation it acts on, so on sim the
             # delayed prediction can explain part of the noise pushed through the
             # dynamics: the ratio's sim mean may be positive. The drift removes it.
