@@ -152,6 +152,7 @@ class SkewedEnv(gym.Wrapper):
         self.source: Source = as_source(source).bind(self.context)
         self._model_skews = ModelSkews(model)
         self._obs_needs_rne: bool | None = None  # probed on first need
+        self._bias_rows: Callable[[], np.ndarray] | None = None  # set by every reseed
         self._drawn: Point | None = None  # the point the pipeline was built from
         self._dynamics_of: Point | None = None  # the point the model carries
         self.point = Point()
@@ -190,6 +191,8 @@ class SkewedEnv(gym.Wrapper):
         if seed is not None or not streams.generators:
             streams.reseed(seed)
             self._drawn = None  # the components hold the old streams
+            # The episodes' sensor offsets: one standard-normal row per episode (drawn on use).
+            self._bias_rows = streams.rows("sensing.bias_std", self._obs_dim)
         point = self.source.draw(streams.generators["source"])
         if point is not self._drawn:
             self._use(point)
@@ -204,7 +207,7 @@ class SkewedEnv(gym.Wrapper):
             self._dynamics_of = point
         obs, info = self.env.reset(seed=seed, options=options)
         if self._sensors.bias is not None:
-            self._sensors.draw_bias(streams.rows("sensing.bias_std", self._obs_dim))
+            self._sensors.draw_bias(self._bias_rows)
         obs = self._start_observing(obs)
         info["skews"] = Point(self.point)
         return obs, info

@@ -53,11 +53,10 @@ class ActuationNoise:
     def refresh(self, value: Any, ctx: Context) -> bool:
         """Take the episode's ``value`` in place (the same object and stream, restarted);
         ``False`` when it needs building afresh (a per-step or nominal value, new streams)."""
-        kind = type(value)
-        if not (kind is np.ndarray or kind is float) or not ctx.nonzero(value):
+        if not ctx.takes(value):
             return False
         std = value * ctx.span
-        if ctx.streams.gaussian(self.field, len(ctx.low), std) is not self.stream:
+        if not ctx.streams.keeps_gaussian(self.field, self.stream, std):
             return False
         self.std = std
         return True
@@ -91,8 +90,7 @@ class Deadband:
 
     def refresh(self, value: Any, ctx: Context) -> bool:
         """Take the episode's ``value`` in place; ``False`` when it needs building afresh."""
-        kind = type(value)
-        if not (kind is np.ndarray or kind is float) or not ctx.nonzero(value):
+        if not ctx.takes(value):
             return False
         self.threshold = value * ctx.span
         return True

@@ -26,6 +26,9 @@ class _ScaleSkew:
         self.model = model
         self.target = self._target()  # a view held once: MjModel makes a new one per access
         self.nominal = self.target.copy()
+        # Transposed, a per-element value broadcasts along the last axis as it comes (no
+        # reshape per apply); the same products, element by element.
+        self._target_t, self._nominal_t = self.target.T, self.nominal.T
 
     def _target(self) -> np.ndarray:
         raise NotImplementedError
@@ -38,8 +41,7 @@ class _ScaleSkew:
         beyond its length."""
         if len(value) != len(self.nominal):
             raise ValueError(f"expected {len(self.nominal)} per-element values, got {len(value)}")
-        rows = value if self.nominal.ndim == 1 else value[:, None]
-        np.multiply(self.nominal, rows, out=self.target)
+        np.multiply(self._nominal_t, value, out=self._target_t)
 
     def restore(self) -> None:
         self.target[...] = self.nominal
@@ -127,6 +129,7 @@ class MassScale:
         self.mass, self.inertia = model.body_mass, model.body_inertia  # views held once
         self.nominal_mass = self.mass.copy()
         self.nominal_inertia = self.inertia.copy()
+        self._inertia_t, self._nominal_inertia_t = self.inertia.T, self.nominal_inertia.T
 
     def apply(self, value: Value) -> None:
         np.multiply(self.nominal_mass, per_row(value, self.nominal_mass), out=self.mass)
@@ -139,7 +142,7 @@ class MassScale:
                 f"expected {len(self.nominal_mass)} per-element values, got {len(value)}"
             )
         np.multiply(self.nominal_mass, value, out=self.mass)
-        np.multiply(self.nominal_inertia, value[:, None], out=self.inertia)
+        np.multiply(self._nominal_inertia_t, value, out=self._inertia_t)  # as in _ScaleSkew
 
     def restore(self) -> None:
         self.apply(1.0)
@@ -213,6 +216,13 @@ class ModelSkews:
                     skew.apply(value)
                 applied[name] = value
                 changed = True
+                continue
+            if type(value) is float and value != nominal:  # one number for every element
+                written = applied.get(name)
+                if type(written) is not float or written != value:  # else already written
+                    skew.apply(value)
+                    applied[name] = value
+                    changed = True
                 continue
             value = _canonical(value, nominal=nominal)
             if _same(value, applied.get(name)):

@@ -140,6 +140,33 @@ class Streams:
             return held[1]
         return self._stream(name, key, below_draw(self.generators[name], dim, prob))
 
+    def keeps_gaussian(self, name: str, stream: BlockStream | None, scale: Any) -> bool:
+        """Whether ``stream`` is still the gaussian stream of ``name``; if so it takes ``scale``:
+        kept as it runs when the scale is the same, else restarted in place (the rows of a new
+        stream). ``False`` after a reseed (the stream is not the env's any more). What a
+        component's ``refresh`` asks at every randomized reset: one lookup, and no draw built
+        unless the scale changed."""
+        held = self._blocks.get(name)
+        if held is None or held[1] is not stream:
+            return False
+        key = ("gaussian", held[0][1], scale.tobytes() if type(scale) is np.ndarray else scale)
+        if held[0] != key:
+            stream.restart(gaussian_draw(self._normals[name].take, scale))  # type: ignore[union-attr]
+            self._blocks[name] = (key, stream)  # type: ignore[assignment]
+        return True
+
+    def keeps_below(self, name: str, stream: BlockStream | None, prob: Any) -> bool:
+        """:meth:`keeps_gaussian` for the boolean rows of :meth:`below`."""
+        held = self._blocks.get(name)
+        if held is None or held[1] is not stream:
+            return False
+        dim = held[0][1]
+        key = ("below", dim, prob.tobytes() if type(prob) is np.ndarray else prob)
+        if held[0] != key:
+            stream.restart(below_draw(self.generators[name], dim, prob))  # type: ignore[union-attr]
+            self._blocks[name] = (key, stream)  # type: ignore[assignment]
+        return True
+
     def rows(self, name: str, dim: int) -> Callable[[], np.ndarray]:
         """The next standard-normal row of ``dim`` from generator ``name`` at each call: the
         numbers of one ``standard_normal(dim)`` call per row, drawn many rows at a time."""
@@ -234,6 +261,16 @@ class Context:
         return np.array(value, dtype=float)
 
     @staticmethod
+    def takes(value: Any) -> bool:
+        """Whether a component with ``refresh`` can take ``value`` in place: a number or an
+        array (what a source draws; a list or a per-step distribution is built afresh), not
+        all zero (a zero value builds no component)."""
+        kind = type(value)
+        if kind is float:
+            return value != 0.0
+        return kind is np.ndarray and _count_nonzero(value) > 0
+
+    @staticmethod
     def nonzero(value: float | np.ndarray) -> bool:
         """Whether a scalar or per-element value is anywhere nonzero."""
         # count_nonzero is one C call; ndarray.any goes through numpy's Python layer.
@@ -292,7 +329,7 @@ class Pipeline:
     action_latency: ActionLatency
     jitter: ControlJitter | None
     segments: tuple[Segment, ...]
-    components: tuple[Any, ...] = field(default=(), repr=False)  # refreshable, in _BUILT order
+    components: tuple[Any, ...] = field(default=(), repr=False)  # refreshable, _REFRESHED order
 
     @property
     def direct(self) -> bool:
@@ -323,22 +360,29 @@ def build_pipeline(
             if value is None or (not isinstance(value, np.ndarray) and value == nominal):
                 continue
         dynamics[short] = value
+    # The components that can take a new value in place, then those built every episode
+    # (latencies and jitter: small frozen values).
     old = previous.components if previous is not None else _NO_COMPONENTS
-    built = []
-    for (name, nominal, build), kept in zip(_BUILT, old, strict=True):
+    kept = []
+    for (name, nominal, build), component in zip(_REFRESHED, old, strict=True):
         value = arrays[name] if name in arrays else get(name, nominal)
-        if kept is not None and kept.refresh(value, ctx):
-            built.append(kept)
-        else:
-            built.append(build(value, ctx))
-    noise, deadband, bias, sensor_noise, dropout, obs_latency, action_latency, jitter = _pick(built)
+        if component is None or not component.refresh(value, ctx):
+            component = build(value, ctx)
+        kept.append(component)
+    components = tuple(kept)
+    noise, deadband, bias, sensor_noise, dropout = _pick_refreshed(components)
+    obs_latency, action_latency, jitter = _pick_rebuilt(
+        [build(arrays[name] if name in arrays else get(name, nominal), ctx)
+         for name, nominal, build in _REBUILT]
+    )  # fmt: skip
     if noise is None:
         commands = () if deadband is None else (deadband,)
     else:
         commands = (noise,) if deadband is None else (noise, deadband)
     sensors = None if previous is None else previous.sensors
-    same = (bias, sensor_noise, dropout)
-    if sensors is not None and (sensors.bias, sensors.noise, sensors.dropout) == same:
+    if sensors is not None and (
+        sensors.bias is bias and sensors.noise is sensor_noise and sensors.dropout is dropout
+    ):
         sensors.previous = None  # the same components: its reader holds them
     else:
         sensors = Sensors(bias, sensor_noise, dropout)
@@ -351,37 +395,38 @@ def build_pipeline(
         action_latency=action_latency,
         jitter=jitter,
         segments=step_segments(action_latency, obs_latency),
-        components=tuple(
-            component if refreshable else None
-            for component, refreshable in zip(built, _REFRESHABLE, strict=True)
-        ),
+        components=components,
     )
 
 
 _DYNAMICS = tuple(
     (name, e.name, e.nominal) for name, e in SKEWS.items() if e.stage is Stage.DYNAMICS
 )
-_BUILT = tuple(
-    (name, e.nominal, e.component.build)
-    for name, e in SKEWS.items()
-    if e.stage is not Stage.DYNAMICS
-)
 _NO_ARRAYS: Mapping[str, np.ndarray] = {}
-# Which components can take a new value in place (they have ``refresh``).
-_REFRESHABLE = tuple(hasattr(build.__self__, "refresh") for _, _, build in _BUILT)
-_NO_COMPONENTS: tuple[Any, ...] = (None,) * len(_BUILT)
-# Where each component of the pipeline sits in _BUILT (the registry's order).
-_ORDER = tuple(
-    [name for name, _, _ in _BUILT].index(kind.field)
-    for kind in (
-        ActuationNoise,
-        Deadband,
-        SensorBias,
-        SensorNoise,
-        SensorDropout,
-        ObservationLatency,
-        ActionLatency,
-        ControlJitter,
+
+
+def _built(refreshable: bool) -> tuple[tuple[str, Any, Callable[[Any, Context], Any]], ...]:
+    """``(field, nominal, build)`` of the pipeline's components, in the registry's order: those
+    that can take a new value in place (they have ``refresh``), or those that cannot."""
+    return tuple(
+        (name, e.nominal, e.component.build)
+        for name, e in SKEWS.items()
+        if e.stage is not Stage.DYNAMICS and hasattr(e.component, "refresh") is refreshable
     )
+
+
+_REFRESHED = _built(True)
+_REBUILT = _built(False)
+_NO_COMPONENTS: tuple[Any, ...] = (None,) * len(_REFRESHED)
+
+
+def _picker(built: tuple[tuple[str, Any, Any], ...], kinds: tuple[type, ...]) -> Any:
+    """Picks the components of ``kinds`` (by their field) out of a tuple in ``built``'s order."""
+    names = [name for name, _, _ in built]
+    return operator.itemgetter(*(names.index(kind.field) for kind in kinds))
+
+
+_pick_refreshed = _picker(
+    _REFRESHED, (ActuationNoise, Deadband, SensorBias, SensorNoise, SensorDropout)
 )
-_pick = operator.itemgetter(*_ORDER)
+_pick_rebuilt = _picker(_REBUILT, (ObservationLatency, ActionLatency, ControlJitter))

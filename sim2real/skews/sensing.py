@@ -55,10 +55,9 @@ class SensorBias:
     def refresh(self, value: Any, ctx: Context) -> bool:
         """Take the episode's ``value`` in place (readers hold ``offset``); ``False`` when it
         needs building afresh."""
-        kind = type(value)
-        if not (kind is np.ndarray or kind is float) or not ctx.nonzero(value):
+        if not ctx.takes(value):
             return False
-        self.std = np.full(ctx.obs_dim, value) if kind is float else value
+        self.std = np.full(ctx.obs_dim, value) if type(value) is float else value
         return True
 
     def draw(self, normal: np.ndarray) -> None:
@@ -95,7 +94,7 @@ class SensorNoise:
     def refresh(self, value: Any, ctx: Context) -> bool:
         """Take the episode's ``value`` in place (the same stream, restarted); ``False`` when
         it needs building afresh."""
-        if not _keeps_stream(value, ctx, self.stream, ctx.streams.gaussian, self.field):
+        if not (ctx.takes(value) and ctx.streams.keeps_gaussian(self.field, self.stream, value)):
             return False
         self.std = value
         return True
@@ -132,23 +131,13 @@ class SensorDropout:
     def refresh(self, value: Any, ctx: Context) -> bool:
         """Take the episode's ``value`` in place (the same stream, restarted); ``False`` when
         it needs building afresh."""
-        if not _keeps_stream(value, ctx, self.stream, ctx.streams.below, self.field):
+        if not (ctx.takes(value) and ctx.streams.keeps_below(self.field, self.stream, value)):
             return False
         self.prob = value
         return True
 
     def mask(self) -> np.ndarray:
         return self.stream.next()  # type: ignore[union-attr]
-
-
-def _keeps_stream(value: Any, ctx: Context, stream: Any, stream_for: Any, field: str) -> bool:
-    """Whether a sensing component can take the drawn ``value`` in place: a number or an
-    array, not all zero, whose stream (``stream_for(field, obs_dim, value)``, restarted for
-    the episode) is the component's own ``stream``."""
-    kind = type(value)
-    if not (kind is np.ndarray or kind is float) or not ctx.nonzero(value):
-        return False
-    return stream_for(field, ctx.obs_dim, value) is stream
 
 
 class Sensors:

@@ -36,28 +36,28 @@ class Latency:
     def build(cls, value: Any, ctx: Context) -> Latency:
         return cls(float(value), ctx.substep_s, ctx.frame_skip)
 
-    substeps: int = dataclasses.field(init=False, repr=False, compare=False)  # the realized delay
+    # The realized delay in substeps, and as whole control steps plus leftover substeps.
+    substeps: int = dataclasses.field(init=False, repr=False, compare=False)
+    control_steps: int = dataclasses.field(init=False, repr=False, compare=False)
+    offset: int = dataclasses.field(init=False, repr=False, compare=False)
 
     def __init__(self, requested_s: float, substep_s: float, frame_skip: int) -> None:
-        # Frozen: set once, here, in one call (a randomized reset builds two of these).
+        # Frozen: set once, here, in one call (a randomized reset builds two of these, and
+        # reads the realized delay several times: it is computed once, not per access).
+        substeps = round(requested_s / substep_s)
+        control_steps, offset = divmod(substeps, frame_skip)
         self.__dict__.update(
             requested_s=requested_s,
             substep_s=substep_s,
             frame_skip=frame_skip,
-            substeps=round(requested_s / substep_s),
+            substeps=substeps,
+            control_steps=control_steps,
+            offset=offset,
         )
 
     @property
     def effective_s(self) -> float:
         return self.substeps * self.substep_s
-
-    @property
-    def control_steps(self) -> int:
-        return self.substeps // self.frame_skip
-
-    @property
-    def offset(self) -> int:
-        return self.substeps % self.frame_skip
 
     @property
     def rounding(self) -> float:
