@@ -88,15 +88,10 @@ class RandomizationSource:
             self._blocks = _EpisodeBlocks(self._episode, rng)
         blocks = self._blocks
         if blocks.next == _EPISODE_BLOCK:
-            blocks.refill()
+            blocks.refill(self._fixed, self._step)
         index = blocks.next
         blocks.next = index + 1
-        point = Point(self._fixed)
-        point.update(zip(blocks.names, blocks.values[index], strict=True))
-        point.update(self._step)
-        # The same values as drawn (views of the block), so that the pipeline need not convert.
-        point.arrays = dict(zip(blocks.array_names, blocks.arrays[index], strict=True))
-        self.drawn = point
+        self.drawn = point = blocks.points[index]
         return point
 
     def describe(self, shown: Shown) -> list[str]:
@@ -154,9 +149,11 @@ class _EpisodeBlocks:
     """The per-episode fields' draws, 64 episodes at a time: one generator call per field and
     block (the rows of ``dist.sample(rng, (64, *size))``, as drawn one block after another).
 
-    ``values[i]`` are episode ``i``'s values in point form (a float, or a list for a field
-    with one value per element or dimension), ``arrays[i]`` the same values of the fields
-    drawn as arrays, as views of the block; ``next`` is the next episode's index in the block.
+    ``points[i]`` is episode ``i``'s point: the fixed fields, the drawn values in point form
+    (a float, or a list for a field with one value per element or dimension), the per-step
+    fields; its ``arrays`` are the values of the fields drawn as arrays, as views of the
+    block, which the pipeline takes as they are. ``next`` is the next episode's index. The
+    points of a block are assembled together, in one loop, rather than one per reset.
     """
 
     def __init__(
@@ -168,14 +165,23 @@ class _EpisodeBlocks:
         self.names = tuple(name for name, _, _ in fields)
         # A field with a size beyond the episode axis is drawn as one array per episode.
         self.array_names = tuple(name for name, _, size in fields if size)
-        self.values: list[tuple[Any, ...]] = []
-        self.arrays: list[tuple[np.ndarray, ...]] = []
+        self.points: list[Point] = []
         self.next = _EPISODE_BLOCK  # no block drawn yet
 
-    def refill(self) -> None:
+    def refill(self, fixed: Point, step: Mapping[str, Any]) -> None:
+        """Draw the next block and assemble its points around ``fixed`` and ``step``."""
         blocks = [dist.sample(rng, (_EPISODE_BLOCK, *size)) for rng, dist, size in self.fields]
         empty = [()] * _EPISODE_BLOCK
-        self.values = list(zip(*(block.tolist() for block in blocks), strict=True)) or empty
+        values = list(zip(*(block.tolist() for block in blocks), strict=True)) or empty
         rows = [list(block) for block, field in zip(blocks, self.fields, strict=True) if field[2]]
-        self.arrays = list(zip(*rows, strict=True)) or empty
+        arrays = list(zip(*rows, strict=True)) or empty
+        names, array_names = self.names, self.array_names
+        points = []
+        for drawn, drawn_arrays in zip(values, arrays, strict=True):
+            point = Point(fixed)
+            point.update(zip(names, drawn, strict=True))
+            point.update(step)
+            point.arrays = dict(zip(array_names, drawn_arrays, strict=True))
+            points.append(point)
+        self.points = points
         self.next = 0
