@@ -26,9 +26,7 @@ class _ScaleSkew:
         self.model = model
         self.target = self._target()  # a view held once: MjModel makes a new one per access
         self.nominal = self.target.copy()
-        # Transposed, a per-element value broadcasts along the last axis as it comes (no
-        # reshape per apply); the same products, element by element.
-        self._target_t, self._nominal_t = self.target.T, self.nominal.T
+        self._rows = _Rows(self.target, self.nominal)
 
     def _target(self) -> np.ndarray:
         raise NotImplementedError
@@ -41,13 +39,36 @@ class _ScaleSkew:
         beyond its length."""
         if len(value) != len(self.nominal):
             raise ValueError(f"expected {len(self.nominal)} per-element values, got {len(value)}")
-        np.multiply(self._nominal_t, value, out=self._target_t)
+        self._rows.scale(value)
 
     def restore(self) -> None:
         self.target[...] = self.nominal
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(field={self.field!r}, unit={self.unit!r})"
+
+
+class _Rows:
+    """Writes ``nominal * value`` into a model array, one value per row (per element).
+
+    A 2-D array (a gear or an inertia row per element) is written through its flat view,
+    times the value repeated along each row: two plain calls cost about half of one
+    broadcasting multiply (numpy's general iterator); the products are the same.
+    """
+
+    def __init__(self, target: np.ndarray, nominal: np.ndarray) -> None:
+        if target.ndim > 2 or (target.ndim == 2 and not target.flags.c_contiguous):
+            raise ValueError("a per-element model edit needs a vector or a contiguous matrix")
+        matrix = target.ndim == 2
+        self.columns = target.shape[1] if matrix else 0
+        # Flat views of a matrix (contiguous: views, so writes land in the model); a vector,
+        # possibly strided (friction's first column), as it is.
+        self.target = target.reshape(-1) if matrix else target
+        self.nominal = nominal.reshape(-1) if matrix else nominal
+
+    def scale(self, value: np.ndarray) -> None:
+        rows = value.repeat(self.columns) if self.columns else value
+        np.multiply(self.nominal, rows, out=self.target)
 
 
 def per_row(value: Value, nominal: np.ndarray) -> Any:
@@ -129,7 +150,7 @@ class MassScale:
         self.mass, self.inertia = model.body_mass, model.body_inertia  # views held once
         self.nominal_mass = self.mass.copy()
         self.nominal_inertia = self.inertia.copy()
-        self._inertia_t, self._nominal_inertia_t = self.inertia.T, self.nominal_inertia.T
+        self._inertia_rows = _Rows(self.inertia, self.nominal_inertia)
 
     def apply(self, value: Value) -> None:
         np.multiply(self.nominal_mass, per_row(value, self.nominal_mass), out=self.mass)
@@ -142,7 +163,7 @@ class MassScale:
                 f"expected {len(self.nominal_mass)} per-element values, got {len(value)}"
             )
         np.multiply(self.nominal_mass, value, out=self.mass)
-        np.multiply(self._nominal_inertia_t, value, out=self._inertia_t)  # as in _ScaleSkew
+        self._inertia_rows.scale(value)
 
     def restore(self) -> None:
         self.apply(1.0)

@@ -39,9 +39,12 @@ class BlockStream:
 
     def __init__(self, draw: Callable[[int], np.ndarray]) -> None:
         self._blocks = _Blocks(draw)
-        # A generator of its own, not a method's: the stream is freed (by reference counting)
+        # The rows of one block after another: ``chain`` hands out the current block's rows
+        # in C (no Python frame per row) and asks the generator only for the next block. A
+        # generator of its own, not a method's: the stream is freed (by reference counting)
         # as soon as it is dropped, without waiting for the cycle collector.
-        self.next: Callable[[], np.ndarray] = _rows(self._blocks).__next__
+        rows = itertools.chain.from_iterable(_block_rows(self._blocks))
+        self.next: Callable[[], np.ndarray] = rows.__next__
 
     def restart(self, draw: Callable[[int], np.ndarray]) -> None:
         """From the next row on, the rows a new ``BlockStream(draw)`` would give now: the
@@ -55,12 +58,13 @@ class BlockStream:
             blocks.restarted = True
 
 
-def _rows(blocks: _Blocks) -> Iterator[np.ndarray]:
+def _block_rows(blocks: _Blocks) -> Iterator[Iterator[np.ndarray]]:
+    """The row iterator of each block in turn; after a restart, the blocks start again."""
     while True:
         blocks.restarted = False
         for n in itertools.chain(_FIRST, itertools.repeat(BLOCK)):
             block = blocks.block = iter(blocks.draw(n))
-            yield from block
+            yield block  # its rows are read until it ends (or a restart ends it)
             if blocks.restarted:
                 break
 

@@ -16,13 +16,17 @@ if TYPE_CHECKING:
     from sim2real.skews.pipeline import Context
 
 
-@dataclass(frozen=True)
+@dataclass(unsafe_hash=True, slots=True)
 class Latency:
     """A delay of ``requested_s`` seconds rounded to the nearest physics substep.
 
     ``substeps`` is the realized delay; ``effective_s`` is what it amounts to
     (``substeps * substep_s``). ``control_steps, offset = divmod(substeps, frame_skip)``
     say how many whole control steps and leftover substeps that is.
+
+    A value: every attribute is set once, at construction, and never changed (compared
+    and hashed by the request). Slotted rather than frozen, because a randomized reset
+    builds two of these: a frozen dataclass's construction costs about twice as much.
     """
 
     requested_s: float
@@ -42,18 +46,10 @@ class Latency:
     offset: int = dataclasses.field(init=False, repr=False, compare=False)
 
     def __init__(self, requested_s: float, substep_s: float, frame_skip: int) -> None:
-        # Frozen: set once, here, in one call (a randomized reset builds two of these, and
-        # reads the realized delay several times: it is computed once, not per access).
-        substeps = round(requested_s / substep_s)
-        control_steps, offset = divmod(substeps, frame_skip)
-        self.__dict__.update(
-            requested_s=requested_s,
-            substep_s=substep_s,
-            frame_skip=frame_skip,
-            substeps=substeps,
-            control_steps=control_steps,
-            offset=offset,
-        )
+        # The realized delay is computed once, here, not at every access.
+        self.requested_s, self.substep_s, self.frame_skip = requested_s, substep_s, frame_skip
+        self.substeps = substeps = round(requested_s / substep_s)
+        self.control_steps, self.offset = divmod(substeps, frame_skip)
 
     @property
     def effective_s(self) -> float:
@@ -85,6 +81,7 @@ class ObservationLatency(Latency):
     steps needs a reading in the middle of a step (the env's observation function).
     """
 
+    __slots__ = ()
     field = "timing.obs_latency_s"
 
 
@@ -96,6 +93,7 @@ class ActionLatency(Latency):
     arrives the actuators hold the first command.
     """
 
+    __slots__ = ()
     field = "timing.action_latency_s"
 
 
@@ -109,8 +107,18 @@ class ControlJitter(Latency):
     arrived; a command overtaken by a newer one never acts (a stale packet).
     """
 
+    __slots__ = ("stream",)
     field = "timing.control_jitter_s"
-    stream: ClassVar[BlockStream | None] = None  # set by build()
+
+    def __init__(
+        self,
+        requested_s: float,
+        substep_s: float,
+        frame_skip: int,
+        stream: BlockStream | None = None,
+    ) -> None:
+        super().__init__(requested_s, substep_s, frame_skip)
+        self.stream = stream  # the extra delays, set by build()
 
     @classmethod
     def build(cls, value: Any, ctx: Context) -> ControlJitter | None:
@@ -119,7 +127,7 @@ class ControlJitter(Latency):
         jitter = cls(float(value), ctx.substep_s, ctx.frame_skip)
         if not jitter.substeps:
             return None
-        object.__setattr__(jitter, "stream", ctx.streams.integers(cls.field, jitter.substeps))
+        jitter.stream = ctx.streams.integers(cls.field, jitter.substeps)
         return jitter
 
     def next(self) -> int:
