@@ -87,11 +87,9 @@ class RandomizationSource:
             self._rng = rng
             self._blocks = _EpisodeBlocks(self._episode, rng)
         blocks = self._blocks
-        if blocks.next == _EPISODE_BLOCK:
+        if not blocks.points:
             blocks.refill(self._fixed, self._step)
-        index = blocks.next
-        blocks.next = index + 1
-        self.drawn = point = blocks.points[index]
+        self.drawn = point = blocks.points.pop()
         return point
 
     def describe(self, shown: Shown) -> list[str]:
@@ -149,11 +147,12 @@ class _EpisodeBlocks:
     """The per-episode fields' draws, 64 episodes at a time: one generator call per field and
     block (the rows of ``dist.sample(rng, (64, *size))``, as drawn one block after another).
 
-    ``points[i]`` is episode ``i``'s point: the fixed fields, the drawn values in point form
-    (a float, or a list for a field with one value per element or dimension), the per-step
-    fields; its ``arrays`` are the values of the fields drawn as arrays, as views of the
-    block, which the pipeline takes as they are. ``next`` is the next episode's index. The
-    points of a block are assembled together, in one loop, rather than one per reset.
+    ``points`` are the block's episodes not handed out yet, the next one last (``pop()``
+    hands it out, and the block lets go of it): each is the fixed fields, the drawn values
+    in point form (a float, or a list for a field with one value per element or dimension)
+    and the per-step fields; its ``arrays`` are the values of the fields drawn as arrays, as
+    views of the block, which the pipeline takes as they are. The points of a block are
+    assembled together, in one loop, rather than one per reset.
     """
 
     def __init__(
@@ -165,8 +164,7 @@ class _EpisodeBlocks:
         self.names = tuple(name for name, _, _ in fields)
         # A field with a size beyond the episode axis is drawn as one array per episode.
         self.array_names = tuple(name for name, _, size in fields if size)
-        self.points: list[Point] = []
-        self.next = _EPISODE_BLOCK  # no block drawn yet
+        self.points: list[Point] = []  # no block drawn yet
 
     def refill(self, fixed: Point, step: Mapping[str, Any]) -> None:
         """Draw the next block and assemble its points around ``fixed`` and ``step``."""
@@ -183,5 +181,5 @@ class _EpisodeBlocks:
             point.update(step)
             point.arrays = dict(zip(array_names, drawn_arrays, strict=True))
             points.append(point)
+        points.reverse()  # the first episode last, for pop()
         self.points = points
-        self.next = 0

@@ -32,6 +32,9 @@ class _ScaleSkew:
         raise NotImplementedError
 
     def apply(self, value: Value) -> None:
+        if type(value) is float:  # one number for every element (a drawn scalar)
+            np.multiply(self.nominal, value, out=self.target)
+            return
         np.multiply(self.nominal, per_row(value, self.nominal), out=self.target)
 
     def apply_rows(self, value: np.ndarray) -> None:
@@ -39,7 +42,9 @@ class _ScaleSkew:
         beyond its length."""
         if len(value) != len(self.nominal):
             raise ValueError(f"expected {len(self.nominal)} per-element values, got {len(value)}")
-        self._rows.scale(value)
+        rows = self._rows
+        np.multiply(rows.nominal, value.repeat(rows.columns) if rows.columns else value,
+                    out=rows.target)  # fmt: skip
 
     def restore(self) -> None:
         self.target[...] = self.nominal
@@ -49,11 +54,12 @@ class _ScaleSkew:
 
 
 class _Rows:
-    """Writes ``nominal * value`` into a model array, one value per row (per element).
+    """How ``nominal * value`` (one value per row, per element) is written into a model array.
 
     A 2-D array (a gear or an inertia row per element) is written through its flat view,
-    times the value repeated along each row: two plain calls cost about half of one
-    broadcasting multiply (numpy's general iterator); the products are the same.
+    times the value repeated ``columns`` times along each row: two plain calls cost about
+    half of one broadcasting multiply (numpy's general iterator); the products are the same.
+    The writers inline the multiply (it runs at every randomized reset).
     """
 
     def __init__(self, target: np.ndarray, nominal: np.ndarray) -> None:
@@ -65,10 +71,6 @@ class _Rows:
         # possibly strided (friction's first column), as it is.
         self.target = target.reshape(-1) if matrix else target
         self.nominal = nominal.reshape(-1) if matrix else nominal
-
-    def scale(self, value: np.ndarray) -> None:
-        rows = value.repeat(self.columns) if self.columns else value
-        np.multiply(self.nominal, rows, out=self.target)
 
 
 def per_row(value: Value, nominal: np.ndarray) -> Any:
@@ -163,7 +165,8 @@ class MassScale:
                 f"expected {len(self.nominal_mass)} per-element values, got {len(value)}"
             )
         np.multiply(self.nominal_mass, value, out=self.mass)
-        self._inertia_rows.scale(value)
+        rows = self._inertia_rows
+        np.multiply(rows.nominal, value.repeat(rows.columns), out=rows.target)
 
     def restore(self) -> None:
         self.apply(1.0)

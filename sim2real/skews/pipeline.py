@@ -268,7 +268,9 @@ class Context:
         kind = type(value)
         if kind is float:
             return value != 0.0
-        return kind is np.ndarray and _count_nonzero(value) > 0
+        # ndarray.nonzero is a C method; np.count_nonzero goes through numpy's dispatch (two
+        # Python frames), which costs more on these few numbers, at every randomized reset.
+        return kind is np.ndarray and len(value.nonzero()[0]) > 0
 
     @staticmethod
     def nonzero(value: float | np.ndarray) -> bool:
@@ -371,10 +373,10 @@ def build_pipeline(
         kept.append(component)
     components = tuple(kept)
     noise, deadband, bias, sensor_noise, dropout = _pick_refreshed(components)
-    obs_latency, action_latency, jitter = _pick_rebuilt(
-        [build(arrays[name] if name in arrays else get(name, nominal), ctx)
-         for name, nominal, build in _REBUILT]
-    )  # fmt: skip
+    rebuilt = []
+    for name, nominal, build in _REBUILT:
+        rebuilt.append(build(arrays[name] if name in arrays else get(name, nominal), ctx))
+    obs_latency, action_latency, jitter = _pick_rebuilt(rebuilt)
     if noise is None:
         commands = () if deadband is None else (deadband,)
     else:
