@@ -62,19 +62,27 @@ def first_evidence(reference, obs: np.ndarray, actions: np.ndarray) -> int | Non
     return None
 
 
-def first_delay_evidence(
-    reference, obs: np.ndarray, actions: np.ndarray, delay: int, noise: float
+def first_noisy_evidence(
+    reference, obs: np.ndarray, actions: np.ndarray, field: str, truth: float, noise: float
 ) -> int | None:
-    """On a noisy stream with a total latency of ``delay`` substeps: the first monitor step
-    (as in :func:`first_evidence`) of a transition from an exact observation whose one-step
-    prediction with that delay differs from the undelayed one by more than one noise sigma
-    in some dimension (before it, no test can tell the delay from the noise)."""
-    margin = 4.0 * noise
+    """On a noisy stream with ``field`` at ``truth`` (a total latency in seconds for
+    ``timing.total_latency_s``): the first monitor step (as in :func:`first_evidence`) of a
+    transition from an exact observation whose one-step prediction under the true skew
+    differs from the nominal one by more than one noise sigma in some dimension. Before it
+    no single transition can tell the skew from the noise (a dynamics skew may still add up
+    over many transitions below that, a latency cannot: it acts only through the commands
+    changing)."""
+    latency = field == "timing.total_latency_s"
+    delay = round(truth / reference.substep_s) if latency else 0
+    variant = None if latency else reference.variant(field, truth)
     for t in range(len(actions)):
-        if reference.exact(obs[t], margin):
+        if reference.exact(obs[t], 4.0 * noise):
             nominal = reference.predict(obs[t], actions[t])
-            delayed = reference.predict(obs[t], actions[t], actions[:t], delay, scratch=True)
-            if np.max(np.abs(delayed - nominal)) > noise:
+            if latency:
+                true = reference.predict(obs[t], actions[t], actions[:t], delay, scratch=True)
+            else:
+                true = reference.predict(obs[t], actions[t], variant=variant)
+            if np.max(np.abs(true - nominal)) > noise:
                 return t + 2
     return None
 
@@ -87,21 +95,23 @@ def _reference(task: str):
     return ReferenceModel(resolve_task(task))
 
 
-def run_episode(
-    monitor, obs: np.ndarray, actions: np.ndarray, latency_s: float | None = None
-) -> dict:
+def evidence(task: str, noise: float, obs, actions, field: str, truth: float) -> int | None:
+    """The first step the physics shows the skew: :func:`first_evidence` on a noiseless
+    stream, :func:`first_noisy_evidence` on a noisy one."""
+    ref = _reference(task)
+    if noise == 0:
+        return first_evidence(ref, obs, actions)
+    return first_noisy_evidence(ref, obs, actions, field, truth, noise)
+
+
+def run_episode(monitor, obs: np.ndarray, actions: np.ndarray, skew: tuple | None = None) -> dict:
     """One stream through the monitor: the first alarm and the identification around it;
-    and the first step the physics shows the skew (on a noiseless stream, any skew; on a
-    noisy one, a total latency of ``latency_s``)."""
+    given ``skew`` (its field and true value), the first step the physics shows it."""
     monitor.reset()
     out: dict = {"steps": len(actions), "alarm": None, "at_alarm": None, "after_25": None}
-    ref = _reference(monitor.task)
-    noise = float(np.max(monitor.noise_std))
-    if noise == 0:
-        out["evidence"] = first_evidence(ref, obs, actions)
-    elif latency_s is not None:
-        delay = round(latency_s / ref.substep_s)
-        out["evidence"] = first_delay_evidence(ref, obs, actions, delay, noise)
+    if skew is not None:
+        noise = float(np.max(monitor.noise_std))
+        out["evidence"] = evidence(monitor.task, noise, obs, actions, *skew)
     for t in range(len(actions)):
         state = monitor.update(obs[t], actions[t])
         if state.alarm and out["alarm"] is None:
@@ -166,13 +176,32 @@ def bench(task: str, noise: float, args: argparse.Namespace) -> dict:
         streams = sim_streams(
             task, policy, 0, 30_000, noise, skews=skews, lanes=8, episodes=args.episodes
         )
-        latency = truth if field == "timing.total_latency_s" else None
-        episodes = [run_episode(monitor, obs, act, latency) for obs, act in streams]
+        episodes = [run_episode(monitor, obs, act, (field, truth)) for obs, act in streams]
         result["skews"][name] = {"field": field, "truth": truth, "episodes": episodes}
         partial.write_text(json.dumps(result, indent=1))
         found = [e for e in episodes if e["alarm"] is not None]
         print(f"  {name}: {len(found)}/{len(episodes)} detected", flush=True)
     result["skews"] = {name: result["skews"][name] for name in SKEWS if name in result["skews"]}
+    return result
+
+
+def add_evidence(result: dict, args: argparse.Namespace) -> dict:
+    """Recompute the first step the physics shows each skew on a saved row's episodes (the
+    same seeds give the same streams; the monitor is not run)."""
+    from sim2real.remedies.monitor import sim_streams
+
+    task, noise = result["task"], result["noise"]
+    policy = f"policies/{task}/sim/seed0"
+    for name, entry in result["skews"].items():
+        skews, field, truth = SKEWS[name]
+        streams = sim_streams(
+            task, policy, 0, 30_000, noise, skews=skews, lanes=8, episodes=len(entry["episodes"])
+        )
+        for episode, (obs, act) in zip(entry["episodes"], streams, strict=True):
+            if len(act) != episode["steps"]:
+                raise RuntimeError(f"{task} {noise:g} {name}: the stream differs from the saved")
+            episode["evidence"] = evidence(task, noise, obs, act, field, truth)
+        print(f"  {task} {noise:g} {name}: evidence recomputed", flush=True)
     return result
 
 
@@ -346,6 +375,10 @@ def main() -> None:
         help="only the skews whose names contain one of these words (comma-separated)",
     )  # fmt: skip
     parser.add_argument("--table-only", action="store_true")
+    parser.add_argument(
+        "--evidence", action="store_true",
+        help="recompute, on saved rows, the first step the physics shows each skew",
+    )  # fmt: skip
     parser.add_argument("--cost", action="store_true", help="also time update vs env.step")
     parser.add_argument(
         "--example", type=Path, default=None, help="write the docs' example here and stop"
@@ -360,7 +393,11 @@ def main() -> None:
         for noise in (float(n) for n in args.noise.split(",")):
             path = args.out / f"result_{task}_{noise:g}.json"
             if path.exists() and not args.fresh:
-                results.append(json.loads(path.read_text()))
+                saved = json.loads(path.read_text())
+                if args.evidence:
+                    saved = add_evidence(saved, args)
+                    path.write_text(json.dumps(saved, indent=1))
+                results.append(saved)
                 continue
             if args.table_only:
                 continue
