@@ -25,6 +25,7 @@ kept for its latencies, so that it rebuilds nothing that holds a component
 from __future__ import annotations
 
 import functools
+import itertools
 import weakref
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -346,7 +347,9 @@ class SkewedEnv(gym.Wrapper):
             # as distinct copies, so that every array handed out is handed out once.
             readings.clear()
             readings.append(first)
-            readings.extend([first.copy() for _ in range(readings.maxlen - 1)])  # type: ignore[operator]
+            # (map calls the C method with no Python frame per copy)
+            copies = itertools.repeat(first, readings.maxlen - 1)  # type: ignore[operator]
+            readings.extend(map(np.ndarray.copy, copies))
         return first
 
     def _install_physics_hook(self) -> None:
