@@ -146,24 +146,34 @@ class Streams:
         stream). ``False`` after a reseed (the stream is not the env's any more). What a
         component's ``refresh`` asks at every randomized reset: one lookup, and no draw built
         unless the scale changed."""
-        held = self._blocks.get(name)
-        if held is None or held[1] is not stream:
-            return False
-        key = ("gaussian", held[0][1], scale.tobytes() if type(scale) is np.ndarray else scale)
-        if held[0] != key:
-            stream.restart(gaussian_draw(self._normals[name].take, scale))  # type: ignore[union-attr]
-            self._blocks[name] = (key, stream)  # type: ignore[assignment]
-        return True
+        return self._keeps(
+            name, stream, "gaussian", scale,
+            lambda dim: gaussian_draw(self._normals[name].take, scale),
+        )  # fmt: skip
 
     def keeps_below(self, name: str, stream: BlockStream | None, prob: Any) -> bool:
         """:meth:`keeps_gaussian` for the boolean rows of :meth:`below`."""
+        return self._keeps(
+            name, stream, "below", prob, lambda dim: below_draw(self.generators[name], dim, prob)
+        )
+
+    def _keeps(
+        self,
+        name: str,
+        stream: BlockStream | None,
+        kind: str,
+        parameter: Any,
+        draw_for: Callable[[int], Callable[[int], np.ndarray]],
+    ) -> bool:
+        """Whether ``stream`` is still the ``kind`` stream of ``name``; a new ``parameter``
+        restarts it in place with ``draw_for(dim)`` (the draw a new stream would use)."""
         held = self._blocks.get(name)
         if held is None or held[1] is not stream:
             return False
         dim = held[0][1]
-        key = ("below", dim, prob.tobytes() if type(prob) is np.ndarray else prob)
+        key = (kind, dim, parameter.tobytes() if type(parameter) is np.ndarray else parameter)
         if held[0] != key:
-            stream.restart(below_draw(self.generators[name], dim, prob))  # type: ignore[union-attr]
+            stream.restart(draw_for(dim))  # type: ignore[union-attr]
             self._blocks[name] = (key, stream)  # type: ignore[assignment]
         return True
 
@@ -363,7 +373,7 @@ def build_pipeline(
                 continue
         dynamics[short] = value
     # The components that can take a new value in place, then those built every episode
-    # (latencies and jitter: small frozen values).
+    # (latencies and jitter: small values, cheaper to build than to check).
     old = previous.components if previous is not None else _NO_COMPONENTS
     kept = []
     for (name, nominal, build), component in zip(_REFRESHED, old, strict=True):
