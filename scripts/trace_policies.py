@@ -1,9 +1,10 @@
 #!/usr/bin/env python
-"""Trace what policies do: torso height and x position per step, one episode per policy.
+"""Trace what policies do: x position, torso height and pitch per step, one episode per policy.
 
 For each ``--task`` and each policy group under ``policies/<Task>/`` (sim, dr, ...),
-runs seed 0 of every group on one variant and records the true torso height
-(``qpos[1]``) and x position (``qpos[0]``) of the simulator at every step. Writes
+runs seed 0 of every group on one variant and records the true x position (``qpos[0]``),
+torso height (``qpos[1]``) and torso pitch (``qpos[2]``, rad; beyond +-pi/2 the robot is on
+its back) of the simulator at every step. Writes
 ``<out>.json`` (the traces) and ``<out>.png`` (one panel per task and quantity).
 
     python scripts/trace_policies.py --tasks Hopper Walker2d HalfCheetah --variant default \\
@@ -21,7 +22,7 @@ import numpy as np
 
 
 def trace(task: str, policy: Path, variant: str, seed: int) -> dict:
-    """One episode: x position and torso height of the true state at every step."""
+    """One episode: x position, torso height and pitch of the true state at every step."""
     import sim2real
     from sim2real.evaluation.policy import resolve_policies
 
@@ -29,7 +30,8 @@ def trace(task: str, policy: Path, variant: str, seed: int) -> dict:
     env = sim2real.make(task, skews=None if variant == "sim" else variant)
     data = env.unwrapped.data
     obs, _ = env.reset(seed=seed)
-    xs, heights, total, start = [float(data.qpos[0])], [float(data.qpos[1])], 0.0, True
+    xs, heights, pitches = [float(data.qpos[0])], [float(data.qpos[1])], [float(data.qpos[2])]
+    total, start = 0.0, True
     while True:
         action = act(obs[None], episode_start=np.array([start]))
         start = False
@@ -37,12 +39,14 @@ def trace(task: str, policy: Path, variant: str, seed: int) -> dict:
         total += float(reward)
         xs.append(float(data.qpos[0]))
         heights.append(float(data.qpos[1]))
+        pitches.append(float(data.qpos[2]))
         if terminated or truncated:
             break
     env.close()
     return {
         "x": xs,
         "height": heights,
+        "pitch": pitches,
         "return": total,
         "steps": len(xs) - 1,
         "terminated": bool(terminated),
@@ -56,16 +60,18 @@ def plot(traces: dict, variant: str, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     tasks = list(traces)
-    fig, axes = plt.subplots(2, len(tasks), figsize=(3.6 * len(tasks), 4.6), squeeze=False)
+    fig, axes = plt.subplots(3, len(tasks), figsize=(3.6 * len(tasks), 6.6), squeeze=False)
     for column, task in enumerate(tasks):
         for group, run in traces[task].items():
             label = f"{group} ({run['return']:.0f}, {run['steps']} steps)"
             axes[0][column].plot(run["x"], label=label, lw=1)
             axes[1][column].plot(run["height"], lw=1)
+            axes[2][column].plot(run["pitch"], lw=1)
         axes[0][column].set_title(f"{task} on {variant}", fontsize=9)
         axes[0][column].set_ylabel("x position (m)")
         axes[1][column].set_ylabel("torso height (m)")
-        axes[1][column].set_xlabel("control step")
+        axes[2][column].set_ylabel("torso pitch (rad)")
+        axes[2][column].set_xlabel("control step")
         axes[0][column].legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
@@ -95,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
                 run = traces[task][group]
                 print(
                     f"{task} {group}: return {run['return']:.0f}, {run['steps']} steps, "
-                    f"x {run['x'][-1]:.2f} m, final height {run['height'][-1]:.2f} m"
+                    f"x {run['x'][-1]:.2f} m, final height {run['height'][-1]:.2f} m, "
+                    f"on its back {np.mean(np.abs(run['pitch']) > np.pi / 2):.0%} of steps"
                 )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(
