@@ -50,10 +50,13 @@ class Point(dict):
 
     A plain ``dict`` (JSON-serializable, picklable) with conversions to and from a spec.
     A source may attach ``arrays``: the per-element values as the numpy arrays it drew
-    (the same numbers as the lists), which the pipeline then uses as they are.
+    (the same numbers as the lists), which the pipeline then uses as they are (unset:
+    ``getattr(point, "arrays", None)`` is ``None``). A slot rather than an instance dict:
+    a randomization assembles one point per episode.
     """
 
-    arrays: Mapping[str, np.ndarray] = {}  # never mutated: a source replaces it per point
+    __slots__ = ("arrays",)
+    arrays: Mapping[str, np.ndarray]
 
     @classmethod
     def from_spec(cls, spec: SkewSpec) -> Point:

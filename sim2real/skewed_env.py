@@ -165,6 +165,7 @@ class SkewedEnv(gym.Wrapper):
         self._steps: dict[tuple[int, int], tuple[deque, Callable]] = {}
         self._capture: Callable[[], None] | None = None
         self._captured: list[np.ndarray | None] = [None]
+        self._physics_step: Callable[[np.ndarray, int], None] | None = None
         self.pipeline = build_pipeline(self.point, self.context)
         self._set_pipeline(self.pipeline)
         _CARRIERS.add(base)
@@ -207,8 +208,9 @@ class SkewedEnv(gym.Wrapper):
             self._model_skews.apply(self.pipeline.dynamics)
             self._dynamics_of = point
         obs, info = self.env.reset(seed=seed, options=options)
-        if self._sensors.bias is not None:
-            self._sensors.draw_bias(self._bias_rows)
+        bias = self._sensors.bias
+        if bias is not None:  # this episode's sensor offsets (Sensors.draw_bias, inlined)
+            bias.draw(self._bias_rows())  # type: ignore[misc]
         obs = self._start_observing(obs)
         info["skews"] = Point(self.point)
         return obs, info
@@ -247,20 +249,21 @@ class SkewedEnv(gym.Wrapper):
 
     def _use(self, point: Point) -> None:
         """Build the pipeline of ``point`` (the one place it is built)."""
-        self.pipeline = build_pipeline(point, self.context, self.pipeline)
+        previous = self.pipeline
+        pipeline = self.pipeline = build_pipeline(point, self.context, previous)
         self.point = realized(point, self.context)
         self._drawn = point
         self._dynamics_of = None
-        self._set_pipeline(self.pipeline)
+        if pipeline is previous:  # refreshed in place: the same components, new latencies
+            self._set_timing(pipeline)
+        else:
+            self._set_pipeline(pipeline)
 
     def _set_pipeline(self, pipeline: Pipeline) -> None:
         sensors: Sensors = pipeline.sensors
         self._sensors = sensors
-        self._obs_latency, self._action_latency = pipeline.obs_latency, pipeline.action_latency
         self._read = sensors.read if sensors.active else None
         self._dropout = sensors.dropout is not None
-        offset = self._obs_latency.offset
-        self._capture_at = self._frame_skip - offset if offset else None
         # The closures hold the components, which a randomized reset refreshes in place
         # (build_pipeline): while the components stay the same, each closure is kept per
         # latency it depends on, with its buffer, so that a reset rebuilds none of them.
@@ -271,6 +274,14 @@ class SkewedEnv(gym.Wrapper):
             self._steps.clear()
             self._capture = None
             self._captured = [None]  # the last mid-step reading
+        self._set_timing(pipeline)
+
+    def _set_timing(self, pipeline: Pipeline) -> None:
+        """The closures of ``pipeline``'s latencies (kept per latency while its components
+        stay the same), their buffers emptied for a new episode."""
+        self._obs_latency, self._action_latency = pipeline.obs_latency, pipeline.action_latency
+        offset = self._obs_latency.offset
+        self._capture_at = self._frame_skip - offset if offset else None
         self._captured[0] = None
         if self._capture_at is not None and self._obs_needs_rne is None:
             self._obs_needs_rne = _reads_constraint_forces(self._data, self._obs_fn)
@@ -289,10 +300,12 @@ class SkewedEnv(gym.Wrapper):
                 self._steps[step_key] = step
         else:
             self._arrivals = None
-        self._commands, self._physics_step = step
+        self._commands, physics_step = step
         self._commands.clear()
-        if self._hooked:
-            self._install_physics_hook()
+        if physics_step is not self._physics_step:
+            self._physics_step = physics_step
+            if self._hooked:
+                self._install_physics_hook()
 
     def _observer(self) -> tuple[Callable[[np.ndarray], np.ndarray] | None, deque | None]:
         """What turns the env's observation after a step into the policy's, and its latency

@@ -175,11 +175,16 @@ class _EpisodeBlocks:
         arrays = list(zip(*rows, strict=True)) or empty
         names, array_names = self.names, self.array_names
         points = []
+        append = points.append
         for drawn, drawn_arrays in zip(values, arrays, strict=True):
-            point = Point(fixed)
-            point.update(zip(names, drawn, strict=True))
-            point.update(step)
+            if fixed:
+                point = Point(fixed)
+                point.update(zip(names, drawn, strict=True))
+            else:  # the common case: every field drawn (the same keys in the same order)
+                point = Point(zip(names, drawn, strict=True))
+            if step:
+                point.update(step)
             point.arrays = dict(zip(array_names, drawn_arrays, strict=True))
-            points.append(point)
+            append(point)
         points.reverse()  # the first episode last, for pop()
         self.points = points

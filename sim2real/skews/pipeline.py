@@ -146,36 +146,37 @@ class Streams:
         stream). ``False`` after a reseed (the stream is not the env's any more). What a
         component's ``refresh`` asks at every randomized reset: one lookup, and no draw built
         unless the scale changed."""
-        return self._keeps(
-            name, stream, "gaussian", scale,
-            lambda dim: gaussian_draw(self._normals[name].take, scale),
-        )  # fmt: skip
+        dim = self._changed(name, stream, "gaussian", scale)
+        if dim is None:
+            return False
+        if dim:
+            stream.restart(gaussian_draw(self._normals[name].take, scale))  # type: ignore[union-attr]
+        return True
 
     def keeps_below(self, name: str, stream: BlockStream | None, prob: Any) -> bool:
         """:meth:`keeps_gaussian` for the boolean rows of :meth:`below`."""
-        return self._keeps(
-            name, stream, "below", prob, lambda dim: below_draw(self.generators[name], dim, prob)
-        )
+        dim = self._changed(name, stream, "below", prob)
+        if dim is None:
+            return False
+        if dim:
+            stream.restart(below_draw(self.generators[name], dim, prob))  # type: ignore[union-attr]
+        return True
 
-    def _keeps(
-        self,
-        name: str,
-        stream: BlockStream | None,
-        kind: str,
-        parameter: Any,
-        draw_for: Callable[[int], Callable[[int], np.ndarray]],
-    ) -> bool:
-        """Whether ``stream`` is still the ``kind`` stream of ``name``; a new ``parameter``
-        restarts it in place with ``draw_for(dim)`` (the draw a new stream would use)."""
+    def _changed(
+        self, name: str, stream: BlockStream | None, kind: str, parameter: Any
+    ) -> int | None:
+        """``None`` when ``stream`` is not (any more) the ``kind`` stream of ``name``; else 0
+        when ``parameter`` is the one it runs with, or its row length when the parameter is new
+        (recorded here: the caller restarts the stream with the draw a new stream would use)."""
         held = self._blocks.get(name)
         if held is None or held[1] is not stream:
-            return False
-        dim = held[0][1]
-        key = (kind, dim, parameter.tobytes() if type(parameter) is np.ndarray else parameter)
-        if held[0] != key:
-            stream.restart(draw_for(dim))  # type: ignore[union-attr]
-            self._blocks[name] = (key, stream)  # type: ignore[assignment]
-        return True
+            return None
+        key = held[0]
+        new = parameter.tobytes() if type(parameter) is np.ndarray else parameter
+        if key[2] == new and key[0] == kind:
+            return 0
+        self._blocks[name] = ((kind, key[1], new), stream)  # type: ignore[assignment]
+        return key[1]
 
     def rows(self, name: str, dim: int) -> Callable[[], np.ndarray]:
         """The next standard-normal row of ``dim`` from generator ``name`` at each call: the
@@ -360,7 +361,9 @@ def build_pipeline(
     values are collected for the model edits. With ``previous`` (the pipeline of the
     env's last episode), a component that can take its new value in place
     (``component.refresh(value, ctx)``) is kept, its streams restarted: the same
-    numbers as a fresh build, without rebuilding what holds the component.
+    numbers as a fresh build, without rebuilding what holds the component. When every
+    component is kept (a randomized reset), ``previous`` itself is returned with the new
+    dynamics values and latencies: the env's wiring of its components stays as it is.
     """
     arrays: Mapping[str, np.ndarray] = getattr(point, "arrays", None) or _NO_ARRAYS
     get = point.get
@@ -382,11 +385,19 @@ def build_pipeline(
             component = build(value, ctx)
         kept.append(component)
     components = tuple(kept)
+    obs_latency, action_latency, jitter = _pick_rebuilt(
+        [build(arrays[name] if name in arrays else get(name, nominal), ctx)
+         for name, nominal, build in _REBUILT]
+    )  # fmt: skip
+    segments = step_segments(action_latency, obs_latency)
+    if previous is not None and components == old:  # every component kept: the same wiring
+        previous.dynamics, previous.segments = dynamics, segments
+        previous.obs_latency, previous.action_latency, previous.jitter = (
+            obs_latency, action_latency, jitter,
+        )  # fmt: skip
+        previous.sensors.previous = None  # a new episode: no reading to repeat yet
+        return previous
     noise, deadband, bias, sensor_noise, dropout = _pick_refreshed(components)
-    rebuilt = []
-    for name, nominal, build in _REBUILT:
-        rebuilt.append(build(arrays[name] if name in arrays else get(name, nominal), ctx))
-    obs_latency, action_latency, jitter = _pick_rebuilt(rebuilt)
     if noise is None:
         commands = () if deadband is None else (deadband,)
     else:
@@ -406,7 +417,7 @@ def build_pipeline(
         obs_latency=obs_latency,
         action_latency=action_latency,
         jitter=jitter,
-        segments=step_segments(action_latency, obs_latency),
+        segments=segments,
         components=components,
     )
 
