@@ -233,7 +233,7 @@ def realized(point: Point, ctx: Context) -> Point:
     step = ctx.substep_s
     for name in LATENCIES:
         value = out.get(name)
-        if value is not None and isinstance(value, (float, int)):
+        if type(value) is float or (value is not None and isinstance(value, (float, int))):
             out[name] = round(value / step) * step
     return out
 

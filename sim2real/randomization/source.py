@@ -13,6 +13,7 @@ generator.
 from __future__ import annotations
 
 import copy
+import itertools
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -174,17 +175,16 @@ class _EpisodeBlocks:
         rows = [list(block) for block, field in zip(blocks, self.fields, strict=True) if field[2]]
         arrays = list(zip(*rows, strict=True)) or empty
         names, array_names = self.names, self.array_names
-        points = []
-        append = points.append
-        for drawn, drawn_arrays in zip(values, arrays, strict=True):
-            if fixed:
+        if fixed or step:
+            points = []
+            for drawn in values:
                 point = Point(fixed)
                 point.update(zip(names, drawn, strict=True))
-            else:  # the common case: every field drawn (the same keys in the same order)
-                point = Point(zip(names, drawn, strict=True))
-            if step:
                 point.update(step)
+                points.append(point)
+        else:  # the common case, every field drawn: the points are built in C (map, no frame)
+            points = list(map(Point, map(zip, itertools.repeat(names), values)))
+        for point, drawn_arrays in zip(points, arrays, strict=True):
             point.arrays = dict(zip(array_names, drawn_arrays, strict=True))
-            append(point)
         points.reverse()  # the first episode last, for pop()
         self.points = points

@@ -238,10 +238,23 @@ class Context:
     streams: Streams = field(default_factory=Streams)
     span: np.ndarray = field(init=False, repr=False)  # high - low, action units
     centre: np.ndarray = field(init=False, repr=False)  # (high + low) / 2, action units
+    _latencies: dict[tuple[type, int], Any] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.span = self.high - self.low
         self.centre = (self.high + self.low) / 2
+        self._latencies = {}
+
+    def latency(self, kind: type, substeps: int) -> Any:
+        """The latency component ``kind`` of ``substeps`` physics substeps, built once per env
+        (a value: the same object serves every episode with that delay)."""
+        key = (kind, substeps)
+        latency = self._latencies.get(key)
+        if latency is None:
+            latency = self._latencies[key] = kind.on_grid(  # type: ignore[attr-defined]
+                substeps, self.substep_s, self.frame_skip
+            )
+        return latency
 
     @property
     def control_dt(self) -> float:

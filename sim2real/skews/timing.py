@@ -38,7 +38,18 @@ class Latency:
 
     @classmethod
     def build(cls, value: Any, ctx: Context) -> Latency:
-        return cls(float(value), ctx.substep_s, ctx.frame_skip)
+        """The latency of ``value`` seconds as realized on ``ctx``'s substep grid: one object
+        per realized delay and env (``requested_s`` is the realized delay), so that a
+        randomized reset, which draws a new delay every episode, looks it up."""
+        return ctx.latency(cls, round(float(value) / ctx.substep_s))
+
+    @classmethod
+    def on_grid(cls, substeps: int, substep_s: float, frame_skip: int) -> Latency:
+        """The latency of exactly ``substeps`` substeps (``requested_s = substeps * substep_s``)."""
+        latency = cls(substeps * substep_s, substep_s, frame_skip)
+        latency.substeps = substeps
+        latency.control_steps, latency.offset = divmod(substeps, frame_skip)
+        return latency
 
     # The realized delay in substeps, and as whole control steps plus leftover substeps.
     substeps: int = dataclasses.field(init=False, repr=False, compare=False)
