@@ -157,11 +157,11 @@ def test_suspect_and_size_on_a_clear_case(
 # ---------------------------------------------------------------------- files, wrapper
 def test_save_load_round_trip(noiseless: SkewMonitor, tmp_path) -> None:
     path = noiseless.save(tmp_path / "monitor.json")
-    assert json.loads(path.read_text())["format"] == "sim2real.monitor/4"
+    assert json.loads(path.read_text())["format"] == "sim2real.monitor/5"
     loaded = SkewMonitor.load(path)
     assert loaded.calibration == noiseless.calibration
     old = json.loads(path.read_text())
-    old["format"] = "sim2real.monitor/2"
+    old["format"] = "sim2real.monitor/4"
     (tmp_path / "old.json").write_text(json.dumps(old))
     with pytest.raises(ValueError, match="prepare it again"):
         SkewMonitor.load(tmp_path / "old.json")
@@ -249,6 +249,18 @@ def test_whitener_whitens_a_correlated_sample_with_outliers() -> None:
     assert np.allclose(np.cov(z.T), np.eye(3), atol=0.08)
 
 
+def test_sigma_point_covariance_is_the_noise_pushed_through_a_linear_map() -> None:
+    """For a linear prediction ``J x``, central sigma points at +-sigma along each anchor
+    dimension give ``diag(base) + J diag(sigma^2) J'`` exactly."""
+    rng = np.random.default_rng(3)
+    jac = rng.normal(size=(5, 3))
+    sigma = np.array([0.01, 0.02, 0.005])
+    spread = np.array([sign * s * jac[:, k] for k, s in enumerate(sigma) for sign in (1, -1)])
+    base = np.full(5, 1e-4)
+    expected = np.diag(base) + jac @ np.diag(sigma**2) @ jac.T
+    assert np.allclose(stats.sigma_point_covariance(spread, base), expected, rtol=1e-12)
+
+
 def test_matched_increments_clip_at_their_sim_sigma() -> None:
     j = np.array([[[1.0, 0.0]], [[0.0, 2.0]]])  # two blocks, one direction
     z = np.array([[10.0, 0.0], [0.0, 0.5]])
@@ -273,18 +285,21 @@ def noisy() -> SkewMonitor:
     ("skews", "field", "within"),
     [
         ({"dynamics": {"actuator_strength": 0.7}}, "dynamics.actuator_strength", 200),
+        ({"dynamics": {"friction_scale": 0.8}}, "dynamics.friction_scale", 120),
         ({"timing": {"obs_latency_s": 0.04}}, LATENCY, 6),
     ],
-    ids=["dynamics: motor", "timing: total latency"],
+    ids=["dynamics: motor", "dynamics: friction", "timing: total latency"],
 )
 def test_noisy_stream_alarms_and_names_the_skew(
     noisy: SkewMonitor, skews: dict, field: str, within: int
 ) -> None:
-    """Under 0.01 sensor noise the block matched filters (8-step open-loop windows whitened
-    by the sim residual covariance) and the delay tests still catch a clear skew early: the
-    motor within 200 steps, the latency within 6 steps of the first one its delay changes
-    a one-step prediction by more than the noise (a policy that repeats its command at the
-    start shows a delay nothing before that)."""
+    """Under 0.01 sensor noise the block matched filters (8-step open-loop windows, each
+    whitened by its own covariance from the sigma points of its anchor's noise) and the
+    delay tests still catch a clear skew early: the motor within 200 steps, friction 0.8
+    within 120 (this policy falls about 240-280 steps in; whitened by the average contact
+    covariance instead, the same streams alarmed at 209-220), the latency within 6 steps of
+    the first one its delay changes a one-step prediction by more than the noise (a policy
+    that repeats its command at the start shows a delay nothing before that)."""
     assert noisy.block == 8
     policy = "policies/Hopper/sim/seed0"
     obs, actions = _longest(
@@ -315,6 +330,35 @@ def test_block_replay_with_a_delay_uses_the_commands_before_the_anchor() -> None
     for delay in (2, 4, 6):
         expected = reference.predict(obs[4], actions[4], actions[:4], delay, scratch=True)
         assert np.allclose(predictor.replay(block, scratch, delay), expected, atol=1e-9)
+
+
+def test_block_sigma_points_are_the_block_run_from_the_moved_anchor() -> None:
+    """Each sigma point of a block is the nominal block run from its anchor plus that
+    point's offset (minus the nominal prediction), and a position offset in contact moves
+    the prediction by more than the offset itself (the noise is pushed through contact)."""
+    from dataclasses import replace
+
+    from sim2real.remedies.monitor_model import ReferenceModel, resolve_task
+    from sim2real.remedies.monitor_predict import StreamPredictor
+
+    reference = ReferenceModel(resolve_task(TASK))
+    dims = reference.position_dims
+    assert list(dims) == [0, 1, 2, 3, 4]  # Hopper: z, the torso angle and three joints
+    offsets = np.zeros((2 * len(dims), reference.obs_dim))
+    for k, dim in enumerate(dims):
+        offsets[2 * k, dim], offsets[2 * k + 1, dim] = 0.01, -0.01
+    predictor = StreamPredictor(reference, block=4, delays=(), margin=0.0, spread=offsets)
+    obs, actions = _longest(sim_streams(TASK, "policies/Hopper/sim/seed0", 200, seed=9, lanes=1))
+    blocks = [b for t in range(60) if (b := predictor.step(obs[t], actions[t])[1]) is not None]
+    assert len(blocks) >= 10 and all(b.spread.shape == offsets.shape for b in blocks)
+    scratch = (reference.model, reference._scratch)
+    for block in blocks[:4]:
+        nominal = block.end - block.residual
+        for offset, row in zip(offsets, block.spread, strict=True):
+            moved = predictor.replay(replace(block, anchor=block.anchor + offset), scratch)
+            assert np.allclose(moved - nominal, row, atol=1e-6)
+    in_contact = [b for b in blocks if b.contact]
+    assert in_contact and max(np.abs(b.spread).max() for b in in_contact) > 0.05
 
 
 @pytest.mark.slow

@@ -56,7 +56,7 @@ from sim2real.remedies.monitor_model import ReferenceModel, resolve_task
 from sim2real.remedies.monitor_predict import Block, OneStep, StreamPredictor
 
 LATENCY = "timing.total_latency_s"  # the one latency the stream identifies (obs + action)
-FORMAT = "sim2real.monitor/4"
+FORMAT = "sim2real.monitor/5"
 CUSUM_DRIFT = 2.0  # omnibus CUSUM drift, x the sim mean increment: detects a doubled variance
 CUSUM_CAP = 50.0  # cap on one step's omnibus increment: one outlier cannot alarm alone
 NOISY_BLOCK_S = 0.064  # seconds per matched-filter block on a noisy stream (1 step when noiseless)
@@ -162,6 +162,8 @@ class Calibration:
             units of its sim standard deviation (inf: no clip).
         delay_drift: per delay (substeps), the drift of its CUSUM per step (the delay
             profile's threshold is ``thresholds[timing.total_latency_s]``).
+        sigma_points: whether each block is whitened by its own covariance, from sigma
+            points of its anchor's noise (``whiten_block`` is then unused by the tests).
     """
 
     noise_std: list[float]
@@ -178,6 +180,7 @@ class Calibration:
     whiten_block: list = field(default_factory=list)
     increment_clip: dict[str, float] = field(default_factory=dict)
     delay_drift: dict[str, float] = field(default_factory=dict)
+    sigma_points: bool = False
 
 
 # ---------------------------------------------------------------------- the monitor
@@ -207,6 +210,10 @@ class SkewMonitor:
         calibration: a previous preparation's result (skips preparation).
         block: control steps per matched-filter block (default 1 on a noiseless stream,
             64 ms worth on a noisy one: 8 steps of Hopper and Walker2d, 1 of HalfCheetah).
+        sigma_points: whiten each block by its own residual covariance, the sensor noise
+            of its anchor pushed through the dynamics from that state (each block is run
+            again from the anchor moved by +-1 noise sigma in each position dimension:
+            two predictions per position dimension per step). Default: on a noisy stream.
     """
 
     def __init__(
@@ -225,6 +232,7 @@ class SkewMonitor:
         calibration: Calibration | None = None,
         progress: bool = False,
         block: int | None = None,
+        sigma_points: bool | None = None,
     ) -> None:
         if not 0 < false_alarm_rate < 1:
             raise ValueError(f"false_alarm_rate must be in (0, 1), got {false_alarm_rate}")
@@ -250,6 +258,11 @@ class SkewMonitor:
         if block < 1:
             raise ValueError(f"block must be >= 1 control step, got {block}")
         self.block = int(block) if self.matched else 0
+        if calibration is not None:
+            sigma_points = calibration.sigma_points
+        elif sigma_points is None:
+            sigma_points = self._noisy
+        self.sigma_points = bool(sigma_points) and self._noisy and self.block > 0
         self.windows = windows_for(self.block)
         self._gammas = np.array([1.0 - self.block / w for w in self.windows]) if self.block else []
         self.fields = self.reference.fields
@@ -266,13 +279,31 @@ class SkewMonitor:
         )  # fmt: skip
         self.predictor = StreamPredictor(
             self.reference, self.block, self.delays, self._margin, self.max_delay,
-            max_gap=MAX_GAP if self.delays else 1,
+            max_gap=MAX_GAP if self.delays else 1, spread=self._sigma_offsets(),
         )  # fmt: skip
         if calibration is None:
             calibration = self._prepare(policy, int(prepare_steps), int(seed), progress)
         self.calibration = calibration
         self._set_calibration(calibration)
         self.reset()
+
+    def _sigma_offsets(self) -> np.ndarray | None:
+        """The anchor offsets of the blocks' sigma points (+-1 noise sigma per position
+        dimension), and the variance they do not carry, per dimension: the end
+        observation's noise, plus the anchor's on the dimensions not moved (a velocity's
+        noise passes through a block about unchanged). None without sigma points."""
+        if not self.sigma_points:
+            self._spread_base = None
+            return None
+        dims = self.reference.position_dims
+        offsets = np.zeros((2 * len(dims), self.obs_dim))
+        for k, dim in enumerate(dims):
+            offsets[2 * k, dim], offsets[2 * k + 1, dim] = self.noise_std[dim], -self.noise_std[dim]
+        moved = np.zeros(self.obs_dim, dtype=bool)
+        moved[dims] = True
+        floor = np.maximum(1e-3 * self.noise_std, 1e-6)
+        self._spread_base = self.noise_std**2 * np.where(moved, 1.0, 2.0) + floor**2
+        return offsets
 
     def _set_calibration(self, calibration: Calibration) -> None:
         self._scale = np.asarray(calibration.scale)
@@ -302,7 +333,8 @@ class SkewMonitor:
         self._actions: deque[np.ndarray] = deque(maxlen=history)
         self._steps_tested: deque[int] = deque(maxlen=PROFILE_STEPS)  # exact transitions
         kept = max(self.window // max(self.block, 1), 50)
-        self._blocks: deque[tuple[Block, np.ndarray, np.ndarray]] = deque(maxlen=kept)
+        # Each block with its whitened residual, sensitivities and whitening matrix.
+        self._blocks: deque[tuple[Block, np.ndarray, np.ndarray, np.ndarray]] = deque(maxlen=kept)
         self._alarm_step: int | None = None
         self._last_identified: int | None = None
         self.rearm()
@@ -400,7 +432,7 @@ class SkewMonitor:
 
     def _test_block(self, block: Block) -> None:
         """The matched filters on one block."""
-        z, j = self._whiten_block(block)
+        z, j, t = self._whiten_block(block)
         a, v = stats.matched_increments(j, z, self._var_ratio, self._clip)
         self._num = self._gammas * self._num + a[:, None]
         self._var = self._gammas**2 * self._var + v[:, None]
@@ -408,11 +440,18 @@ class SkewMonitor:
         best = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
         self._mf_ratio = float(ratio[best])
         self._mf_channel = f"{self.fields[best[0]]}@{self.windows[best[1]]}"
-        self._blocks.append((block, z, j))
+        self._blocks.append((block, z, j, t))
 
-    def _whiten_block(self, block: Block) -> tuple[np.ndarray, np.ndarray]:
-        t = self._t_block[int(block.contact)]
-        return t @ block.residual, block.sensitivity @ t.T
+    def _whiten_block(self, block: Block) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The block's whitened residual and sensitivities, and its whitening matrix."""
+        t = self._block_whitener(block)
+        return t @ block.residual, block.sensitivity @ t.T, t
+
+    def _block_whitener(self, block: Block) -> np.ndarray:
+        """The block's own whitener from its sigma points, or its contact regime's."""
+        if block.spread is None or self._spread_base is None:
+            return self._t_block[int(block.contact)]
+        return stats.whitener(stats.sigma_point_covariance(block.spread, self._spread_base))
 
     # ------------------------------------------------------------------ identification
     def identify(self) -> tuple[tuple[Suspect, ...], Estimate | None]:
@@ -423,9 +462,9 @@ class SkewMonitor:
         scores: dict[str, float] = {}
         estimates: dict[str, Estimate] = {}
         if self._blocks and self.fields:
-            blocks = [b for b, _, _ in self._blocks]
-            z = np.array([z for _, z, _ in self._blocks])
-            j = np.array([j for _, _, j in self._blocks])
+            blocks = [(b, t) for b, _, _, t in self._blocks]
+            z = np.array([z for _, z, _, _ in self._blocks])
+            j = np.array([j for _, _, j, _ in self._blocks])
             fits = {name: stats.fit_field(j[:, i], z) for i, name in enumerate(self.fields)}
             scores = {name: fit.explained for name, fit in fits.items()}
             estimates = {
@@ -489,7 +528,12 @@ class SkewMonitor:
         return float(explained), estimate
 
     def _refine(
-        self, name: str, fit: stats.FieldFit, blocks: list[Block], z: np.ndarray, j: np.ndarray
+        self,
+        name: str,
+        fit: stats.FieldFit,
+        blocks: list[tuple[Block, np.ndarray]],
+        z: np.ndarray,
+        j: np.ndarray,
     ) -> tuple[Estimate, float]:
         """Two chord steps (Gauss-Newton with the nominal sensitivity) on the field's value:
         the estimate and the share of the residual sum of squares it explains."""
@@ -509,19 +553,22 @@ class SkewMonitor:
         half = 1.96 * se
         return Estimate(name, value, value - half, value + half), explained
 
-    def _residual_on(self, block: Block, variant: Any, delay: int = 0) -> np.ndarray:
-        predicted = self.predictor.replay(block, variant, delay)
-        return self._t_block[int(block.contact)] @ (block.end - predicted)
+    def _residual_on(
+        self, block: tuple[Block, np.ndarray], variant: Any, delay: int = 0
+    ) -> np.ndarray:
+        """The whitened residual of ``(block, its whitener)`` replayed on ``variant``."""
+        predicted = self.predictor.replay(block[0], variant, delay)
+        return block[1] @ (block[0].end - predicted)
 
     def _explained_on_blocks(self, delay: int) -> float:
         """The share of the blocks' residual sum of squares that a total delay of ``delay``
         substeps removes (the dynamics fields are scored on the same blocks)."""
-        z = np.array([z for _, z, _ in self._blocks])
+        z = np.array([z for _, z, _, _ in self._blocks])
         total = float(np.sum(z * z))
         if delay == 0 or total <= 0:
             return 0.0
         nominal = (self.reference.model, self.reference._scratch)
-        resid = np.array([self._residual_on(b, nominal, delay) for b, _, _ in self._blocks])
+        resid = np.array([self._residual_on((b, t), nominal, delay) for b, _, _, t in self._blocks])
         return max(1.0 - float(np.sum(resid * resid)) / total, 0.0)
 
     # ------------------------------------------------------------------ preparation
@@ -580,7 +627,8 @@ class SkewMonitor:
             rb = np.array([b.residual for b in blocks])
             cb = np.array([b.contact for b in blocks])
             t_block = _regime_whiteners(rb, cb, floor, count=2)
-            tb = t_block[cb.astype(int)]
+            self._t_block = t_block
+            tb = np.array([self._block_whitener(b) for b in blocks])
             zb = np.einsum("nij,nj->ni", tb, rb)
             jb = np.einsum("nij,nfj->nfi", tb, np.array([b.sensitivity for b in blocks]))
             proj = np.einsum("nfd,nd->nf", jb, zb)
@@ -619,6 +667,7 @@ class SkewMonitor:
             block=self.block,
             whiten_step=t_step.tolist(),
             whiten_block=t_block.tolist(),
+            sigma_points=self.sigma_points,
         )
 
     # ------------------------------------------------------------------ files

@@ -156,6 +156,13 @@ class ReferenceModel:
         return np.asarray(dims, dtype=int)
 
     # ------------------------------------------------------------------ queries
+    @property
+    def position_dims(self) -> np.ndarray:
+        """Observation dimensions that carry a position (every dimension where the task's
+        observation is not ``[qpos[skip:], qvel]``)."""
+        count = self._npos if self._skip is not None else self.obs_dim
+        return np.arange(count)
+
     def exact(self, obs: np.ndarray, margin: float = 0.0) -> bool:
         """Whether ``obs`` determines the state: no velocity within ``margin`` of its clip."""
         dims = self._velocity_dims

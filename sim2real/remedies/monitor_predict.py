@@ -16,7 +16,12 @@ into the raw quantities the monitor's tests and its preparation share:
   the finite-difference sensitivity of that prediction to each dynamics field.
   Over several steps a dynamics skew accumulates (a velocity error grows with
   the block, a position error with its square) while the anchor's sensor noise
-  enters once, so a small skew is far more visible than in one step.
+  enters once, so a small skew is far more visible than in one step. On a noisy
+  stream the block also carries the spread of that prediction under the
+  anchor's noise: the same block run from the anchor moved by plus and minus one
+  noise sigma in each position dimension (sigma points), from which the monitor
+  builds the block's own residual covariance (the noise pushed through the
+  dynamics from this very state, not an average over states).
 
 Preparation (on sim streams) and the online monitor run exactly this code.
 """
@@ -56,6 +61,9 @@ class Block:
         sensitivity: d prediction / d field per field, ``(fields, d)``.
         contact: whether the nominal prediction ends in contact.
         previous: the commands before the anchor, newest last (for delayed replays).
+        spread: the nominal block's end observation from each sigma point of the anchor
+            (the anchor plus each row of the predictor's ``spread``) minus the nominal
+            prediction, ``(points, d)``; None without sigma points.
     """
 
     anchor: np.ndarray
@@ -65,6 +73,7 @@ class Block:
     sensitivity: np.ndarray
     contact: bool
     previous: tuple[np.ndarray, ...] = ()
+    spread: np.ndarray | None = None
 
 
 class StreamPredictor:
@@ -79,6 +88,8 @@ class StreamPredictor:
             before a block's anchor are kept for it (default the largest of ``delays``).
         max_gap: the most control steps a transition may span from its exact anchor
             (1: only transitions from an exact observation).
+        spread: offsets ``(points, d)`` added to a block's anchor, each run as a copy of
+            the nominal block (its sigma points); None or empty: none.
     """
 
     def __init__(
@@ -89,6 +100,7 @@ class StreamPredictor:
         margin: float,
         max_delay: int | None = None,
         max_gap: int = 1,
+        spread: np.ndarray | None = None,
     ) -> None:
         self.reference = reference
         self.max_gap = max(int(max_gap), 1)
@@ -99,6 +111,9 @@ class StreamPredictor:
         self._hyps = [(model, mujoco.MjData(model))] + [
             (m, mujoco.MjData(m)) for m in (reference.nudged(f) for f in reference.fields)
         ]
+        self.spread = np.zeros((0, reference.obs_dim)) if spread is None else np.asarray(spread)
+        self._fields = len(self._hyps)  # the nominal block and one per field, then sigma points
+        self._hyps += [(model, mujoco.MjData(model)) for _ in self.spread]
         longest = max(max(self.delays, default=0), max_delay or 0)
         self._history = longest // reference.frame_skip + 2 + self.max_gap
         self.reset()
@@ -172,8 +187,9 @@ class StreamPredictor:
 
     def _start(self, obs: np.ndarray) -> None:
         warm = self._hyps[0][1].qacc_warmstart
-        for _, data in self._hyps:
-            self.reference.anchor(data, obs)
+        for i, (_, data) in enumerate(self._hyps):
+            start = obs if i < self._fields else obs + self.spread[i - self._fields]
+            self.reference.anchor(data, start)
             data.qacc_warmstart[:] = warm
         self._anchor = obs
         self._previous = tuple(self._commands)[:-1]  # the anchor's own command comes first
@@ -183,13 +199,18 @@ class StreamPredictor:
     def _finish(self, obs: np.ndarray) -> Block:
         ref = self.reference
         nominal = ref.observe(self._hyps[0][1])
-        sens = np.empty((len(self._hyps) - 1, obs.shape[0]))
-        for i, (_, data) in enumerate(self._hyps[1:]):
+        sens = np.empty((self._fields - 1, obs.shape[0]))
+        for i, (_, data) in enumerate(self._hyps[1 : self._fields]):
             sens[i] = (ref.observe(data) - nominal) / ref.fd_steps[i]
+        spread = None
+        if len(self.spread):
+            spread = np.array(
+                [ref.observe(data) - nominal for _, data in self._hyps[self._fields :]]
+            )
         self._done = None
         return Block(
             self._anchor, np.asarray(self._block_commands), obs, obs - nominal, sens,
-            bool(self._hyps[0][1].ncon > 0), self._previous,
+            bool(self._hyps[0][1].ncon > 0), self._previous, spread,
         )  # fmt: skip
 
     def replay(

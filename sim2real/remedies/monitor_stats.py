@@ -210,6 +210,20 @@ def robust_covariance(
     return cov
 
 
+def sigma_point_covariance(spread: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """The covariance of a prediction's residual from its sigma points: ``diag(base) +
+    sum_k spread_k spread_k' / 2``.
+
+    ``spread`` ``(2m, d)``: the prediction from the anchor moved by plus and minus one noise
+    sigma along each of ``m`` directions, minus the nominal prediction (central pairs: for a
+    linear map ``J`` this is ``J diag(sigma^2) J'`` exactly, and it follows the map's
+    curvature across one sigma); ``base`` ``(d,)``: the variance the sigma points do not
+    carry (the end observation's own noise, the anchor's noise in directions not moved).
+    """
+    spread = np.asarray(spread, dtype=np.float64)
+    return np.diag(np.asarray(base, dtype=np.float64)) + 0.5 * (spread.T @ spread)
+
+
 def whitener(cov: np.ndarray) -> np.ndarray:
     """``T`` with ``T cov T^T = I`` (the inverse Cholesky factor): ``z = T r`` is white."""
     from scipy.linalg import cholesky, solve_triangular
