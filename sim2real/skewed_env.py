@@ -40,7 +40,7 @@ from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
 from sim2real.point import LATENCIES, FixedSource, Point, Source, as_source, realized
 from sim2real.skews import ActuationNoise, ModelSkews
 from sim2real.skews.pipeline import STREAMS, Context, Pipeline, build_pipeline, reset_generators
-from sim2real.skews.readers import fast_reader
+from sim2real.skews.readers import fast_reader, step_only_returns_observation
 from sim2real.skews.registry import Element
 from sim2real.skews.sensing import Sensors
 from sim2real.skews.timing import Arrivals, Latency
@@ -166,6 +166,11 @@ class SkewedEnv(gym.Wrapper):
         self._capture: Callable[[], None] | None = None
         self._captured: list[np.ndarray | None] = [None]
         self._physics_step: Callable[[np.ndarray, int], None] | None = None
+        # While a step of ours runs, an upstream step that only returns its observation gets
+        # the mid-step reading that replaces it, not a new one (_install_physics_hook).
+        self._skips_step_obs = step_only_returns_observation(base)
+        self._stepping = [False]
+        self._served: tuple[list, Callable[[], np.ndarray]] | None = None
         self.pipeline = build_pipeline(self.point, self.context)
         self._set_pipeline(self.pipeline)
         _CARRIERS.add(base)
@@ -216,7 +221,12 @@ class SkewedEnv(gym.Wrapper):
         return obs, info
 
     def step(self, action):
-        obs, reward, terminated, truncated, info = self.env.step(action)
+        stepping = self._stepping
+        stepping[0] = True
+        try:
+            obs, reward, terminated, truncated, info = self.env.step(action)
+        finally:
+            stepping[0] = False
         if self._observe is not None:
             obs = self._observe(obs)
         return obs, reward, terminated, truncated, info
@@ -302,7 +312,7 @@ class SkewedEnv(gym.Wrapper):
             self._arrivals = None
         self._commands, physics_step = step
         self._commands.clear()
-        if physics_step is not self._physics_step:
+        if physics_step is not self._physics_step:  # (a new step: its capture may differ too)
             self._physics_step = physics_step
             if self._hooked:
                 self._install_physics_hook()
@@ -366,12 +376,42 @@ class SkewedEnv(gym.Wrapper):
         return first
 
     def _install_physics_hook(self) -> None:
-        self._base.__dict__["_step_mujoco_simulation"] = self._physics_step
+        """Our physics step in place of the env's; with a mid-step reading, which replaces the
+        observation an upstream step computes at its end, that step is handed the reading
+        instead of computing one (:func:`~sim2real.skews.readers.step_only_returns_observation`:
+        the env's reward, termination and info never read it)."""
+        attributes = self._base.__dict__
+        attributes["_step_mujoco_simulation"] = self._physics_step
+        if self._skips_step_obs and self._capture_at is not None:
+            attributes["_get_obs"] = self._served_obs()
+        elif self._served is not None:
+            attributes.pop("_get_obs", None)
         self._hooked = True
 
     def _uninstall_physics_hook(self) -> None:
-        vars(self._base).pop("_step_mujoco_simulation", None)
+        attributes = vars(self._base)
+        attributes.pop("_step_mujoco_simulation", None)
+        if self._served is not None:
+            attributes.pop("_get_obs", None)
         self._hooked = False
+
+    def _served_obs(self) -> Callable[[], np.ndarray]:
+        """The env's ``_get_obs`` while the pipeline takes a mid-step reading: within one of our
+        steps, its first call returns that step's reading (what the policy receives in place of
+        the observation it would compute); any other call computes the observation as usual."""
+        box = self._captured
+        if self._served is None or self._served[0] is not box:
+            own = type(self._base)._get_obs.__get__(self._base)  # type: ignore[attr-defined]
+            stepping = self._stepping
+
+            def get_obs() -> np.ndarray:
+                if stepping[0]:
+                    stepping[0] = False
+                    return box[0]  # type: ignore[return-value]
+                return own()
+
+            self._served = (box, get_obs)
+        return self._served[1]
 
     def _capture_function(self) -> Callable[[], None]:
         """Takes the reading that the observation latency will deliver (mid-step)."""

@@ -113,6 +113,34 @@ def _maker(base: MujocoEnv) -> Callable[[MujocoEnv], Reader] | None:
     return None
 
 
+def step_only_returns_observation(base: MujocoEnv) -> bool:
+    """Whether ``base.step`` is an upstream step that computes its observation (``_get_obs``)
+    only to return it: reward, termination and info come from the physics state. Then a
+    wrapper that replaces the returned observation may skip computing it. InvertedPendulum's
+    step is not one (its termination reads the observation), nor is any overridden step."""
+    from gymnasium.envs.mujoco import (
+        ant_v5,
+        half_cheetah_v5,
+        hopper_v5,
+        inverted_double_pendulum_v5,
+        reacher_v5,
+        walker2d_v5,
+    )
+
+    step = type(base).step
+    return any(
+        step is upstream.step
+        for upstream in (
+            ant_v5.AntEnv,
+            half_cheetah_v5.HalfCheetahEnv,
+            hopper_v5.HopperEnv,
+            inverted_double_pendulum_v5.InvertedDoublePendulumEnv,
+            reacher_v5.ReacherEnv,
+            walker2d_v5.Walker2dEnv,
+        )
+    )
+
+
 def _positions_velocities(excluded: int | None, *, clip: bool) -> Callable[[MujocoEnv], Reader]:
     """``concatenate(qpos[excluded:], qvel)``, the velocities clipped to +-10 when ``clip``
     (HalfCheetah, Hopper, Walker2d; InvertedPendulum has no exclusion)."""
