@@ -1,6 +1,9 @@
 """Block streams restarted in place give the rows of fresh streams, bit for bit; the chunked
 standard normals are the generator's own sequence; a randomized env keeps its components and
-step closures across episodes while every episode stays the one a fresh build gives."""
+step closures across episodes while every episode stays the one a fresh build gives; the
+episodes of every task's presets and of randomizations are bit-identical to those of the code
+before the reset and the step were made cheaper (digests); a step with a mid-step reading does
+not compute the end-of-step observation that reading replaces."""
 
 from __future__ import annotations
 
@@ -134,3 +137,104 @@ def randomized_digest(task: str, episodes: int) -> str:
 )
 def test_randomized_episodes_are_bit_identical_to_before(task, digest):
     assert randomized_digest(task, 120) == digest
+
+
+def episodes_digest(env: gym.Env, episodes: int, steps: int | None = None, reseed=(0,)) -> str:
+    """A digest of every reset's observation and ``info["skews"]`` and every step's observation
+    and reward: ``steps`` random actions per episode (default: ``episode % 7``), reseeded at the
+    episodes in ``reseed``."""
+    space = env.action_space
+    rng = np.random.default_rng(2)
+    h = hashlib.sha256()
+    for episode in range(episodes):
+        obs, info = env.reset(seed=11 + episode if episode in reseed else None)
+        h.update(obs.tobytes())
+        h.update(json.dumps(info["skews"], sort_keys=True).encode())
+        for _ in range(episode % 7 if steps is None else steps):
+            obs, reward, terminated, truncated, _ = env.step(rng.uniform(space.low, space.high))
+            h.update(obs.tobytes())
+            h.update(np.float64(reward).tobytes())
+            if terminated or truncated:
+                break
+    return h.hexdigest()[:16]
+
+
+# A partial randomization (one per-episode field, two per-step fields) around fixed skews that
+# take the general paths: a delayed command with jitter, deadband, dropout, a mid-step reading.
+PER_STEP = {
+    "dynamics": {"mass_scale": {"dist": "uniform", "low": 0.8, "high": 1.2}},
+    "actuation": {"noise_std": {"dist": "uniform", "low": 0, "high": 0.05, "resample": "step"}},
+    "sensing": {"noise_std": {"dist": "uniform", "low": 0, "high": 0.1, "resample": "step"}},
+}
+FIXED = {
+    "actuation": {"deadband": 0.01},
+    "sensing": {"dropout_prob": 0.05},
+    "timing": {"obs_latency_s": 0.03, "action_latency_s": 0.01, "control_jitter_s": 0.02},
+}
+
+
+@pytest.mark.parametrize(
+    ("task", "preset", "digest"),
+    [  # computed by the code before this session's work (commit cf86b68)
+        ("HalfCheetah", "default", "e4911954ea6f6379"),  # short delay, mid-step reading
+        ("InvertedDoublePendulum", "default", "eb045f1a2853f685"),
+        ("Hopper", "default", "8bb4b4b46a4ec0b6"),  # delayed mid-step reading
+        ("Ant", "default", "8e6adcabeb64de10"),  # a reading that needs the constraint forces
+        ("Walker2d", "harsh", "8469bb0db8b31348"),
+        ("Reacher", "default", "dc29639ca3ff3894"),  # whole-step latency: no mid-step reading
+        ("InvertedPendulum", "default", "85d162e3c715f505"),  # its step reads its observation
+    ],
+)
+def test_preset_episodes_are_bit_identical_to_before(task, preset, digest):
+    _, real = sim2real.make_pair(task, real=preset)
+    assert episodes_digest(real, 6, steps=40, reseed=(0, 3)) == digest
+
+
+def test_randomizations_are_bit_identical_to_before():
+    per_step = sim2real.make("Hopper", skews=FIXED, randomization=PER_STEP)
+    assert episodes_digest(per_step, 40) == "c29899cbad2bf2a8"  # commit cf86b68
+    shipped = sim2real.make("HalfCheetah", randomization=config_path("HalfCheetah"))
+    assert episodes_digest(shipped, 70, reseed=(0, 50)) == "4093df7f1d3d724e"
+
+
+def test_a_mid_step_reading_replaces_the_observation_a_step_would_compute(monkeypatch):
+    from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
+
+    calls = []
+    upstream = HalfCheetahEnv._get_obs
+
+    def counted(self):
+        calls.append(self)
+        return upstream(self)
+
+    monkeypatch.setattr(HalfCheetahEnv, "_get_obs", counted)
+    sim, real = sim2real.make_pair("HalfCheetah")  # default: a reading 2 substeps before the end
+    for env in (sim, real):
+        env.reset(seed=0)
+    calls.clear()
+    for _ in range(5):
+        sim.step(sim.action_space.sample())
+        real.step(real.action_space.sample())
+    # The sim variant computes each step's observation; the real one takes its mid-step reading
+    # (through the fast reader) and hands it to the step in place of the end-of-step one.
+    assert [env is sim.unwrapped for env in calls] == [True] * 5
+    base = real.unwrapped
+    # Outside a step the env's observation is its own, computed from the current state.
+    np.testing.assert_array_equal(base._get_obs(), upstream(base))
+    assert calls[-1] is base
+    real.close()
+    assert "_get_obs" not in vars(base)
+
+
+@pytest.mark.parametrize(
+    ("task", "real", "served"),
+    [
+        ("HalfCheetah", "default", True),
+        ("Reacher", "default", False),  # its latency is one whole control step: no mid-step reading
+        ("InvertedPendulum", "default", False),  # its step's termination reads the observation
+    ],
+)
+def test_only_a_step_that_discards_its_observation_is_served_the_reading(task, real, served):
+    _, env = sim2real.make_pair(task, real=real)
+    env.reset(seed=0)
+    assert ("_get_obs" in vars(env.unwrapped)) is served
