@@ -103,6 +103,16 @@ def bench_reset(n: int, block: int = 25) -> dict[str, float]:
     out = {key: statistics.median(values[block:]) for key, values in times.items()}
     # The fastest tenth: what the code costs when other jobs leave the CPU and caches alone.
     out.update({f"{key}_p10": float(np.percentile(v[block:], 10)) for key, v in times.items()})
+    # The mean: every reset counted, the one in 64 that draws the next block of points included.
+    out.update({f"{key}_mean": statistics.fmean(v[block:]) for key, v in times.items()})
+    # Paired: the ratio of each round's medians (a round's resets and rebuilds run within a few
+    # tens of milliseconds of each other), then the median over rounds.
+    rounds = range(1, len(times["reset"]) // block)
+    out["paired"] = statistics.median(
+        statistics.median(times["rebuild"][r * block : (r + 1) * block])
+        / statistics.median(times["reset"][r * block : (r + 1) * block])
+        for r in rounds
+    )
     return out
 
 
@@ -157,6 +167,12 @@ def bench_resets(resets: int) -> None:
     print(
         f"  fastest tenth of each (a shared machine's contention removed): rebuild "
         f"{t['rebuild_p10'] * 1e6:.1f} us, reset {t['reset_p10'] * 1e6:.1f} us -> {fast:.1f}x"
+    )
+    print(f"  paired by round (median of each round's rebuild / reset medians): {t['paired']:.1f}x")
+    print(
+        f"  mean of every reset (the 1 in 64 that draws a block of points included): rebuild "
+        f"{t['rebuild_mean'] * 1e6:.1f} us, reset {t['reset_mean'] * 1e6:.1f} us -> "
+        f"{t['rebuild_mean'] / t['reset_mean']:.1f}x"
     )
 
 
