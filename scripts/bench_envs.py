@@ -19,7 +19,9 @@ env (no SkewedEnv) whose model carries the preset's dynamics edits (masses,
 friction, gears, ...). ``physics`` = edited / sim is what the preset's physics
 itself costs (a heavier, less grippy robot can take the solver more or less work
 per step than the nominal one); ``pipeline`` = real / edited is the cost of the
-wrapper and its per-step pipeline (actuation, sensing, timing) on the same physics.
+wrapper and its per-step pipeline (actuation, sensing, timing) on the same physics,
+net of the end-of-step observation a real variant with a mid-step reading does not
+compute (its policy receives the mid-step reading instead), which can put it below 1.
 """
 
 from __future__ import annotations
