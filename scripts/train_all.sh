@@ -34,13 +34,20 @@ robust() {  # robust TASK BEST_SIM_SEED SEED
 # then adds latency compensation with the delay estimated online and the readings filtered around the
 # model (for the default robot's sensor noise, or 0: dropped readings replaced only), and ships
 # policies/<task>/robust/seed<N>.
+# BEST_SIM_SEED "scratch": no warm start, the task's own configs/train/<task>_ppo_compensated.yaml.
 compensated() {  # compensated TASK BEST_SIM_SEED SEED TIMESTEPS [FILTER_NOISE]
   local task="$1" best="$2" seed="$3" steps="$4" noise="${5:-default}" lower="${1,,}"
-  local out="runs/$1/robust/seed$3" resume=()
+  local out="runs/$1/robust/seed$3" resume=() start=()
   if ls "$out"/checkpoints/*_steps.zip >/dev/null 2>&1; then resume=(--resume); fi
+  local config=configs/train/ppo_compensated.yaml
+  if [[ "$best" == scratch ]]; then
+    config="configs/train/${lower}_ppo_compensated.yaml"
+  else
+    start=(--init-from "policies/$task/sim/$best")
+  fi
   local cmd=(python scripts/train_policy.py --task "$task" --seed "$seed"
-    --randomization "configs/robustify/$lower.yaml" --config configs/train/ppo_compensated.yaml
-    --timesteps "$steps" --init-from "policies/$task/sim/$best" --no-progress --out "$out")
+    --randomization "configs/robustify/$lower.yaml" --config "$config"
+    --timesteps "$steps" "${start[@]}" --no-progress --out "$out")
   "${PYTHON:-python}" "${cmd[@]:1}" "${resume[@]}" \
     && "${PYTHON:-python}" scripts/compensate_policy.py "$out" "policies/$task/robust/seed$seed" \
       --estimate --filter "$noise" --manifest --train-command "${cmd[*]}" \
@@ -54,7 +61,8 @@ compensated_c() {
   # under 60 ms of latency made it fall on harsh (docs/robustify.md, row 17's notes).
   for seed in 0 1 2; do compensated InvertedPendulum seed0 "$seed" 50000 0; done
   for seed in 0 1 2; do compensated InvertedDoublePendulum seed0 "$seed" 200000; done
-  for seed in 0 1 2; do compensated HalfCheetah seed2 "$seed" 300000; done
+  # HalfCheetah from scratch: a warm start from the session-6 sim policies collapsed (docs/robustify.md).
+  for seed in 0 1 2; do compensated HalfCheetah scratch "$seed" 500000; done
 }
 
 robust_a() { for seed in 0 1 2; do robust Hopper seed2 "$seed"; done; }
