@@ -168,8 +168,8 @@ class SkewedEnv(gym.Wrapper):
         self._physics_step: Callable[[np.ndarray, int], None] | None = None
         # While a step of ours runs, an upstream step that only returns its observation gets
         # the mid-step reading that replaces it, not a new one (_install_physics_hook).
-        self._skips_step_obs = step_only_returns_observation(base)
-        self._stepping = [False]
+        self._skips_step_obs = self._own_obs and step_only_returns_observation(base)
+        self._stepping: list[Any] = [False, None]  # within our step; the reading before it
         self._served: tuple[list, Callable[[], np.ndarray]] | None = None
         self.pipeline = build_pipeline(self.point, self.context)
         self._set_pipeline(self.pipeline)
@@ -222,11 +222,11 @@ class SkewedEnv(gym.Wrapper):
 
     def step(self, action):
         stepping = self._stepping
-        stepping[0] = True
+        stepping[0], stepping[1] = True, self._captured[0]
         try:
             obs, reward, terminated, truncated, info = self.env.step(action)
         finally:
-            stepping[0] = False
+            stepping[0] = stepping[1] = None
         if self._observe is not None:
             obs = self._observe(obs)
         return obs, reward, terminated, truncated, info
@@ -397,15 +397,16 @@ class SkewedEnv(gym.Wrapper):
 
     def _served_obs(self) -> Callable[[], np.ndarray]:
         """The env's ``_get_obs`` while the pipeline takes a mid-step reading: within one of our
-        steps, its first call returns that step's reading (what the policy receives in place of
-        the observation it would compute); any other call computes the observation as usual."""
+        steps, its first call after that step's reading was taken returns the reading (what
+        the policy receives in place of the observation it would compute); any other call
+        (at reset, after the step, during the physics step) computes the observation."""
         box = self._captured
         if self._served is None or self._served[0] is not box:
             own = type(self._base)._get_obs.__get__(self._base)  # type: ignore[attr-defined]
             stepping = self._stepping
 
             def get_obs() -> np.ndarray:
-                if stepping[0]:
+                if stepping[0] and box[0] is not stepping[1]:  # taken within this step
                     stepping[0] = False
                     return box[0]  # type: ignore[return-value]
                 return own()

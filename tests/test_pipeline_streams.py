@@ -238,3 +238,21 @@ def test_only_a_step_that_discards_its_observation_is_served_the_reading(task, r
     _, env = sim2real.make_pair(task, real=real)
     env.reset(seed=0)
     assert ("_get_obs" in vars(env.unwrapped)) is served
+
+
+def test_an_obs_fn_that_calls_the_envs_own_observation_gets_it():
+    calls = []
+
+    def obs_fn(env) -> np.ndarray:
+        calls.append(env)
+        return env._get_obs()
+
+    _, own = sim2real.make_pair("HalfCheetah", obs_fn=obs_fn)  # default: a mid-step reading
+    _, plain = sim2real.make_pair("HalfCheetah")
+    assert "_get_obs" not in vars(own.unwrapped)  # an obs_fn's step computes its own
+    for env in (own, plain):
+        env.reset(seed=0)
+    calls.clear()
+    for action in np.random.default_rng(1).uniform(-1, 1, (4, 6)):
+        np.testing.assert_array_equal(own.step(action)[0], plain.step(action)[0])
+    assert len(calls) == 4  # one mid-step reading per step
