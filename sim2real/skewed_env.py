@@ -574,16 +574,13 @@ class SkewedEnv(gym.Wrapper):
         command_of: Callable[[np.ndarray], np.ndarray],
         capture: Callable[[], None],
     ) -> Callable[[np.ndarray, int], None] | None:
-        """The step of a command delayed by less than a control step with a reading taken
-        after the new command has arrived (HalfCheetah's ``default``): the previous command
-        for ``a`` substeps, the new one until the reading, the rest of the step; unrolled
-        (the plan loop of the general step costs about as much as a command write).
-        ``None`` for any other plan."""
+        """The step of a command delayed by less than a control step, with no mid-step reading
+        (Reacher's ``default``) or one taken after the new command has arrived (HalfCheetah's):
+        the previous command for ``a`` substeps, the new one until the reading, the rest of
+        the step; unrolled (the plan loop of the general step costs about as much as a
+        command write). ``None`` for any other plan."""
         segments, frame_skip = pipeline.segments, self._frame_skip
-        if len(segments) != 3 or self._action_latency.control_steps:
-            return None
-        (a, first, take_a), (b, second, take_b), (c, third, take_c) = segments
-        if (first, second, third, take_a, take_b, take_c) != (-2, -1, None, False, True, False):
+        if len(segments) not in (2, 3) or self._action_latency.control_steps:
             return None
         model, data, step, rne = (
             self._model,
@@ -593,6 +590,26 @@ class SkewedEnv(gym.Wrapper):
         )
         actuators, held = self._data.ctrl, self._commands  # held: a deque, cleared at reset
         noise = self._noise_only(pipeline)
+        if len(segments) == 2:
+            (a, first, take_a), (b, second, take_b) = segments
+            if (first, second, take_a, take_b) != (-2, -1, False, False):
+                return None
+
+            def short_delay_plain(ctrl: np.ndarray, n_frames: int) -> None:
+                if n_frames != frame_skip:
+                    _check_frames(n_frames, frame_skip)
+                command = command_of(ctrl) if noise is None else noise() + ctrl
+                actuators[...] = held[-1] if held else command  # the first command is held
+                held.append(command)
+                step(model, data, a)
+                actuators[...] = command
+                step(model, data, b)
+                rne(model, data)
+
+            return short_delay_plain
+        (a, first, take_a), (b, second, take_b), (c, third, take_c) = segments
+        if (first, second, third, take_a, take_b, take_c) != (-2, -1, None, False, True, False):
+            return None
 
         def short_delay(ctrl: np.ndarray, n_frames: int) -> None:
             if n_frames != frame_skip:
