@@ -168,7 +168,11 @@ class SkewedEnv(gym.Wrapper):
         self._physics_step: Callable[[np.ndarray, int], None] | None = None
         # While a step of ours runs, an upstream step that only returns its observation gets
         # the mid-step reading that replaces it, not a new one (_install_physics_hook).
-        self._skips_step_obs = self._own_obs and step_only_returns_observation(base)
+        self._skips_step_obs = (
+            self._own_obs
+            and "_get_obs" not in vars(base)  # (an observation set on the instance is left alone)
+            and step_only_returns_observation(base)
+        )
         self._stepping: list[Any] = [False, None]  # within our step; the reading before it
         self._served: tuple[list, Callable[[], np.ndarray]] | None = None
         self.pipeline = build_pipeline(self.point, self.context)
