@@ -27,7 +27,10 @@ of sequential test run on them:
   long window (``s_i`` the block's sensitivity to the field, ``r_i`` its
   residual, ``W`` the inverse block covariance, ``c`` the sim variance ratio).
   A skew accumulates over a block while the anchor's noise enters once; on a
-  noiseless stream blocks are one step long.
+  noiseless stream blocks are one step long. On a noisy stream each block is
+  whitened by its own covariance (``W`` per block): the block is also run from
+  its anchor moved by +-1 noise sigma in each position dimension (sigma points),
+  so the noise is pushed through the dynamics from that very state.
 
 Every test's threshold is calibrated on sim streams under the stated sensor
 noise so that all together raise at most ``false_alarm_rate`` alarms per
