@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 
 import gymnasium as gym
 import numpy as np
@@ -108,24 +109,35 @@ def test_kept_components_give_the_episodes_of_fresh_builds(task):
             np.testing.assert_array_equal(kept.step(action)[0], fresh.step(action)[0])
 
 
-def randomized_digest(task: str, episodes: int) -> str:
-    """A digest of randomized episodes: every reset's observation and point, a few steps each
-    (observations and rewards), reseeded twice, the block of 64 points crossed."""
-    env = sim2real.make(task, randomization=config_path(task))
+def digest_episodes(
+    env: gym.Env,
+    episodes: int,
+    steps_of: Callable[[int], int],
+    seed_of: Callable[[int], int | None],
+) -> str:
+    """A digest of every reset's observation and ``info["skews"]`` and every step's observation
+    and reward: ``steps_of(episode)`` random actions per episode, each reset with
+    ``seed_of(episode)``."""
     space = env.action_space
     rng = np.random.default_rng(2)
     h = hashlib.sha256()
     for episode in range(episodes):
-        obs, info = env.reset(seed=11 if episode in (0, 50) else None)
+        obs, info = env.reset(seed=seed_of(episode))
         h.update(obs.tobytes())
         h.update(json.dumps(info["skews"], sort_keys=True).encode())
-        for _ in range(episode % 5):
+        for _ in range(steps_of(episode)):
             obs, reward, terminated, truncated, _ = env.step(rng.uniform(space.low, space.high))
             h.update(obs.tobytes())
             h.update(np.float64(reward).tobytes())
             if terminated or truncated:
                 break
     return h.hexdigest()[:16]
+
+
+def randomized_digest(task: str, episodes: int) -> str:
+    """Randomized episodes, a few steps each, reseeded twice, the block of 64 points crossed."""
+    env = sim2real.make(task, randomization=config_path(task))
+    return digest_episodes(env, episodes, lambda e: e % 5, lambda e: 11 if e in (0, 50) else None)
 
 
 @pytest.mark.parametrize(
@@ -140,23 +152,14 @@ def test_randomized_episodes_are_bit_identical_to_before(task, digest):
 
 
 def episodes_digest(env: gym.Env, episodes: int, steps: int | None = None, reseed=(0,)) -> str:
-    """A digest of every reset's observation and ``info["skews"]`` and every step's observation
-    and reward: ``steps`` random actions per episode (default: ``episode % 7``), reseeded at the
-    episodes in ``reseed``."""
-    space = env.action_space
-    rng = np.random.default_rng(2)
-    h = hashlib.sha256()
-    for episode in range(episodes):
-        obs, info = env.reset(seed=11 + episode if episode in reseed else None)
-        h.update(obs.tobytes())
-        h.update(json.dumps(info["skews"], sort_keys=True).encode())
-        for _ in range(episode % 7 if steps is None else steps):
-            obs, reward, terminated, truncated, _ = env.step(rng.uniform(space.low, space.high))
-            h.update(obs.tobytes())
-            h.update(np.float64(reward).tobytes())
-            if terminated or truncated:
-                break
-    return h.hexdigest()[:16]
+    """``steps`` random actions per episode (default: ``episode % 7``), reseeded with
+    ``11 + episode`` at the episodes in ``reseed``."""
+    return digest_episodes(
+        env,
+        episodes,
+        (lambda e: e % 7) if steps is None else (lambda e: steps),
+        lambda e: 11 + e if e in reseed else None,
+    )
 
 
 # A partial randomization (one per-episode field, two per-step fields) around fixed skews that
