@@ -83,7 +83,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         state_filter = StateFilter(tuple(noise), tuple(round(float(v), 6) for v in process))
     compensation = LatencyCompensation(
-        args.obs_latency, args.action_latency, args.estimate, args.max_latency,
+        args.obs_latency,
+        args.action_latency,
+        args.estimate,
+        args.max_latency,
         filter=state_filter,
     )
     meta["latency_compensation"] = {**compensation.to_dict(), "source": args.note}

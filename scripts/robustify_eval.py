@@ -26,8 +26,14 @@ def evaluate(task: str, policy: Path, seeds: list[int]) -> dict:
 
     torch.set_num_threads(1)
     report = sim2real.evaluate_gap(
-        str(policy), task, seeds=seeds, real="default", extra=["harsh"], attribution=False,
-        n_envs=16, progress=False,
+        str(policy),
+        task,
+        seeds=seeds,
+        real="default",
+        extra=["harsh"],
+        attribution=False,
+        n_envs=16,
+        progress=False,
     )
     data = report.to_json() if hasattr(report, "to_json") else report
     data = json.loads(data) if isinstance(data, str) else data

@@ -237,7 +237,10 @@ def test_per_step_sensor_noise_draws_a_new_level_every_step():
     # is heavy-tailed (kurtosis of s*z with s ~ U(0, 1): 3 * E[s^4] / E[s^2]^2 = 5.4)
     assert stats.kurtosis(noise[:, 1], fisher=False) == pytest.approx(5.4, rel=0.15)
     assert env.reset()[1]["skews"]["sensing.noise_std"] == {
-        "dist": "uniform", "low": 0.0, "high": 0.1, "resample": "step"
+        "dist": "uniform",
+        "low": 0.0,
+        "high": 0.1,
+        "resample": "step",
     }
 
 

@@ -267,7 +267,8 @@ def test_warm_start_from_an_asymmetric_policy_keeps_actor_and_critic() -> None:
     obs = {"actor": rng.normal(size=(6, 4)), "critic": rng.normal(size=(6, critic_dim))}
     np.testing.assert_allclose(
         model.predict(venv.normalize_obs(obs), deterministic=True)[0],
-        source.predict(stats.normalize_obs(obs), deterministic=True)[0], atol=1e-6,
+        source.predict(stats.normalize_obs(obs), deterministic=True)[0],
+        atol=1e-6,
     )
     for key in ("actor", "critic"):
         np.testing.assert_array_equal(venv.obs_rms[key].mean, stats.obs_rms[key].mean)

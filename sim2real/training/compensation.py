@@ -63,7 +63,12 @@ class LatencyCompensation:
     filter: StateFilter | None = None
 
     _KEYS = (
-        "obs_latency_s", "action_latency_s", "estimate", "max_latency_s", "estimate_steps", "filter"
+        "obs_latency_s",
+        "action_latency_s",
+        "estimate",
+        "max_latency_s",
+        "estimate_steps",
+        "filter",
     )
 
     @classmethod
@@ -456,8 +461,12 @@ class LatencyPredictor:
 
 
 def measure_process_std(
-    task: str, policy: Any, randomization: Mapping[str, Any], episodes: int = 20,
-    seed: int = 0, max_steps: int = 300,
+    task: str,
+    policy: Any,
+    randomization: Mapping[str, Any],
+    episodes: int = 20,
+    seed: int = 0,
+    max_steps: int = 300,
 ) -> np.ndarray:
     """The nominal model's one-step prediction error per observation dimension, RMS over
     ``episodes`` driven by ``policy`` on ``task`` under ``randomization``'s dynamics and
