@@ -55,8 +55,11 @@ class Point(dict):
     a randomization assembles one point per episode.
     """
 
-    __slots__ = ("arrays",)
+    __slots__ = ("arrays", "episode")
     arrays: Mapping[str, np.ndarray]
+    # Where a source drew it, when it drew many episodes at once: (the block's draws by field,
+    # one row per episode; this episode's row). The model edit of a randomized reset uses it.
+    episode: tuple[Mapping[str, np.ndarray], int]
 
     @classmethod
     def from_spec(cls, spec: SkewSpec) -> Point:

@@ -214,7 +214,11 @@ class SkewedEnv(gym.Wrapper):
             if self._arrivals is not None:
                 self._arrivals.clear()
         if self._dynamics_of is not point:
-            self._model_skews.apply(self.pipeline.dynamics)
+            episode = getattr(point, "episode", None)  # one of a source's block of draws
+            if episode is None:
+                self._model_skews.apply(self.pipeline.dynamics)
+            else:
+                self._model_skews.apply_drawn(self.pipeline.dynamics, episode)
             self._dynamics_of = point
         obs, info = self.env.reset(seed=seed, options=options)
         bias = self._sensors.bias

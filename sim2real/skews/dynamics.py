@@ -8,6 +8,7 @@ array with one number per element (independent per-element draws).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import mujoco
@@ -223,6 +224,19 @@ class ModelSkews:
             (name, skew, self._nominal[name], getattr(skew, "apply_rows", None))
             for name, skew in self.skews.items()
         )
+        # Every scaled model array as (target, nominal) pairs by skew, for apply_drawn, and one
+        # flat view of the model's buffer over all of them (None if they do not share one).
+        self._scaled = {
+            name: (
+                [(skew.mass, skew.nominal_mass), (skew.inertia, skew.nominal_inertia)]
+                if isinstance(skew, MassScale)
+                else [(skew.target, skew.nominal)]
+            )
+            for name, skew in self.skews.items()
+            if isinstance(skew, (MassScale, _ScaleSkew))
+        }
+        self._flat = _flat_view(model, [t for pairs in self._scaled.values() for t, _ in pairs])
+        self._block: tuple[Any, ...] | None = None  # (columns, index, rows, names) of apply_drawn
 
     def apply(self, values: dict[str, Any]) -> None:
         changed = False
@@ -263,8 +277,95 @@ class ModelSkews:
         if changed:
             mujoco.mj_setConst(self.model, self._scratch)
 
+    def apply_drawn(self, values: dict[str, Any], episode: tuple[Mapping[str, Any], int]) -> None:
+        """:meth:`apply` of the values of episode ``i`` of a source's block of draws
+        (``episode = (columns, i)``: ``columns`` maps each drawn field to its block, one row per
+        episode; ``values`` are row ``i``'s, as :meth:`apply` takes them).
+
+        The products ``nominal * value`` of every edited model array are computed once per
+        block, for all its episodes (the same products, element by element, as :meth:`apply`
+        computes), so that an episode writes every edited number with one indexed assignment
+        into the model's buffer, then ``mj_setConst``. Anything else (a field not drawn in the
+        block, a field set by an earlier episode that this one leaves alone, a model whose
+        arrays do not share one buffer) goes through :meth:`apply`."""
+        columns, i = episode
+        block = self._block
+        if block is None or block[0] is not columns:
+            block = self._block = self._plan(columns, values)
+        _, rows, index, names = block
+        applied = self._applied
+        if rows is None or values.keys() != names or not applied.keys() <= names:
+            self.apply(values)
+            return
+        self._flat[0][index] = rows[i]  # type: ignore[index]
+        applied.update(values)
+        mujoco.mj_setConst(self.model, self._scratch)
+
+    def _plan(self, columns: Mapping[str, Any], values: dict[str, Any]) -> tuple[Any, ...]:
+        """``(columns, rows, index, names)``: every episode's products for the fields named in
+        ``values`` (each drawn in ``columns``), ``rows[i]`` to be written at ``index`` of the
+        flat view; ``rows`` is None when :meth:`apply_drawn` cannot write them so."""
+        cannot = (columns, None, None, frozenset())
+        if self._flat is None:
+            return cannot
+        start = self._flat[1]
+        pieces, indices = [], []
+        for name in values:
+            block = columns.get(f"dynamics.{name}")
+            pairs = self._scaled.get(name)
+            if pairs is None or type(block) is not np.ndarray or block.dtype != np.float64:
+                return cannot
+            per_episode = block.reshape(len(block), -1)  # (episodes, 1 or one per element)
+            # As apply takes them: a float for a block of one number per episode, else an array.
+            kind = float if block.ndim == 1 else np.ndarray
+            if block.ndim > 2 or type(values[name]) is not kind:
+                return cannot
+            for target, nominal in pairs:
+                if block.ndim == 2 and per_episode.shape[1] != len(nominal):
+                    return cannot
+                if not nominal.size:
+                    continue
+                elements = nominal.reshape(1, len(nominal), -1)  # (1, element, column)
+                pieces.append((elements * per_episode[:, :, None]).reshape(len(block), -1))
+                indices.append(_index(target, start))
+        if not pieces:  # nothing to write (apply restores what an earlier episode set)
+            return cannot
+        return (columns, np.concatenate(pieces, axis=1), np.concatenate(indices), frozenset(values))
+
     def restore(self) -> None:
         self.apply({})
+
+
+def _flat_view(model: mujoco.MjModel, arrays: list[np.ndarray]) -> tuple[np.ndarray, int] | None:
+    """One float64 view of the model's buffer from the first to the last of ``arrays`` (views
+    into it), and its start address; ``None`` unless they lie within one buffer's length and on
+    its 8-byte grid. The view holds the first array, which holds the model."""
+    arrays = [a for a in arrays if a.size]
+    if not arrays or any(a.dtype != np.float64 or a.ndim > 2 for a in arrays):
+        return None
+    if any(stride <= 0 or stride % 8 for a in arrays for stride in a.strides):
+        return None
+    first = min(arrays, key=lambda a: a.ctypes.data)
+    start = first.ctypes.data
+    last = [a.ctypes.data + sum((n - 1) * st for n, st in zip(a.shape, a.strides, strict=True))
+            for a in arrays]  # fmt: skip
+    end = max(last) + 8
+    if end - start > int(getattr(model, "nbuffer", 0)) or any(
+        (a.ctypes.data - start) % 8 for a in arrays
+    ):
+        return None
+    view = np.lib.stride_tricks.as_strided(first, shape=((end - start) // 8,), strides=(8,))
+    return view, start
+
+
+def _index(target: np.ndarray, start: int) -> np.ndarray:
+    """Where ``target``'s elements (in C order) are in the flat view starting at ``start``."""
+    position = np.full(target.shape, (target.ctypes.data - start) // 8, dtype=np.intp)
+    for axis, stride in enumerate(target.strides):
+        shape = [1] * target.ndim
+        shape[axis] = target.shape[axis]
+        position += (np.arange(target.shape[axis]) * (stride // 8)).reshape(shape)
+    return position.reshape(-1)
 
 
 def _canonical(value: Any, nominal: float | None) -> float | tuple | np.ndarray | None:
