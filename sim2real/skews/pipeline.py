@@ -26,14 +26,21 @@ import operator
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from sim2real.skews.actuation import ActuationNoise, Deadband
 from sim2real.skews.registry import SKEWS, Element, Stage
 from sim2real.skews.sensing import SensorBias, SensorDropout, SensorNoise, Sensors
-from sim2real.skews.streams import BlockStream, Normals, below_draw, gaussian, gaussian_draw
+from sim2real.skews.streams import (
+    _FIRST,
+    BlockStream,
+    Normals,
+    below_draw,
+    gaussian,
+    gaussian_draw,
+)
 from sim2real.skews.timing import (
     ActionLatency,
     ControlJitter,
@@ -533,17 +540,52 @@ def _refresher(previous: Pipeline, ctx: Context) -> Callable[[Mapping[str, Any]]
         table[name] = ((kind, key[1], new), stream)  # type: ignore[assignment]
         return key[1]
 
+    held_block: list[Any] = [None, None]  # the block of draws prepared last, and its products
+
+    def prepare(columns: Mapping[str, np.ndarray]) -> _Prepared:
+        """The products a block of episodes' refreshes compute, for all of them at once (the
+        same numbers, element by element): which episodes every present component takes,
+        the actuation noise's scale and the deadband's threshold, and the sensor noise's
+        scale laid out as its first block of rows (a same-shape multiply instead of a
+        broadcasting one, three times dearer, at every reset)."""
+        drawn = {name: columns[name] for name in present if name in columns}
+        episodes = len(next(iter(columns.values()))) if columns else 0
+        takes = np.ones(episodes, dtype=bool)
+        for block in drawn.values():  # Context.takes of each episode's value
+            takes &= block.reshape(episodes, -1).any(axis=1)
+        if len(drawn) != len(present) or any(b.dtype != np.float64 for b in drawn.values()):
+            takes[:] = False  # a value not drawn in the block: every episode checked alone
+        scales = [
+            None if name not in drawn else drawn[name].reshape(episodes, -1) * span
+            for name in (ActuationNoise.field, Deadband.field)
+        ]
+        sensor = drawn.get(SensorNoise.field)
+        first = None
+        if sensor is not None and sensor.shape[1:] == (obs_dim,):  # one per dimension
+            first = np.tile(sensor, (1, _FIRST_ROWS))
+        return _Prepared(takes.tolist(), scales[0], scales[1], first)
+
     def refresh(point: Mapping[str, Any]) -> bool:
         arrays = getattr(point, "arrays", None) or _NO_ARRAYS
         get = point.get
         values = [arrays[name] if name in arrays else get(name) for name in present]
-        for value in values:  # Context.takes
-            kind = type(value)
-            if kind is float_:
-                if value == 0.0:
+        episode = getattr(point, "episode", None)  # (the block of draws, this episode's row)
+        prepared = None
+        if episode is not None:
+            columns, i = episode
+            if held_block[0] is not columns:
+                held_block[0], held_block[1] = columns, prepare(columns)
+            prepared = held_block[1]
+            if not prepared.takes[i]:
+                prepared = None
+        if prepared is None:
+            for value in values:  # Context.takes
+                kind = type(value)
+                if kind is float_:
+                    if value == 0.0:
+                        return False
+                elif kind is not ndarray or not len(value.nonzero()[0]):
                     return False
-            elif kind is not ndarray or not len(value.nonzero()[0]):
-                return False
         for name in absent:
             if name in arrays or get(name) is not None:
                 return False
@@ -562,19 +604,27 @@ def _refresher(previous: Pipeline, ctx: Context) -> Callable[[Mapping[str, Any]]
         # Every check passed: the components' refreshes, in their order.
         at = iter(values)
         if noise is not None:
-            std = next(at) * span
+            value = next(at)
+            scales = None if prepared is None else prepared.noise_std
+            std = value * span if scales is None else scales[i]
             if restart(ActuationNoise.field, noise.stream, "gaussian", std):
                 noise.stream.restart(
                     gaussian_draw(streams._normals[ActuationNoise.field].take, std)
                 )
             noise.std = std
         if deadband is not None:
-            deadband.threshold = next(at) * span
+            value = next(at)
+            scales = None if prepared is None else prepared.threshold
+            deadband.threshold = value * span if scales is None else scales[i]
         if sensor_noise is not None:
             value = next(at)
             if restart(SensorNoise.field, sensor_noise.stream, "gaussian", value):
+                take = streams._normals[SensorNoise.field].take
+                first = None if prepared is None else prepared.sensor_first
                 sensor_noise.stream.restart(
-                    gaussian_draw(streams._normals[SensorNoise.field].take, value)
+                    gaussian_draw(take, value)
+                    if first is None
+                    else _first_rows(take, value, first[i])
                 )
             sensor_noise.std = value
         if bias is not None:
@@ -608,6 +658,33 @@ def _refresher(previous: Pipeline, ctx: Context) -> Callable[[Mapping[str, Any]]
         return True
 
     return refresh
+
+
+class _Prepared(NamedTuple):
+    """What :func:`_refresher` computes once per block of drawn episodes (see ``prepare``)."""
+
+    takes: list[bool]  # whether every present component takes episode i's value
+    noise_std: np.ndarray | None  # the actuation noise's scale of each episode (action units)
+    threshold: np.ndarray | None  # the deadband's threshold of each episode (action units)
+    sensor_first: np.ndarray | None  # the sensor noise's scale tiled over its first block
+
+
+_FIRST_ROWS = _FIRST[0]  # the rows of a (re)started stream's first block
+
+
+def _first_rows(
+    normals: Callable[[int], np.ndarray], scale: np.ndarray, tiled: np.ndarray
+) -> Callable[[int], np.ndarray]:
+    """:func:`gaussian_draw` of ``scale`` whose first block (``tiled``: ``scale`` repeated over
+    its rows, flat) is one same-shape multiply: the same products as ``scale * normals(n)``."""
+
+    def draw(n: int) -> np.ndarray:
+        rows = normals(n)
+        if rows.size == tiled.size:
+            return (rows.reshape(-1) * tiled).reshape(rows.shape)
+        return scale * rows
+
+    return draw
 
 
 def _latency(
