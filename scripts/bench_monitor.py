@@ -104,9 +104,22 @@ def evidence(task: str, noise: float, obs, actions, field: str, truth: float) ->
     return first_noisy_evidence(ref, obs, actions, field, truth, noise)
 
 
+def _uncapped(monitor) -> dict:
+    """The identification without the blocks' bounded influence (every block weight 1, as
+    before it), for comparison; the monitor's own cap is restored."""
+    from sim2real.remedies import monitor as module
+
+    cap, module.BLOCK_CAP = module.BLOCK_CAP, float("inf")
+    try:
+        return _summary(*monitor.identify())
+    finally:
+        module.BLOCK_CAP = cap
+
+
 def run_episode(monitor, obs: np.ndarray, actions: np.ndarray, skew: tuple | None = None) -> dict:
-    """One stream through the monitor: the first alarm and the identification around it;
-    given ``skew`` (its field and true value), the first step the physics shows it."""
+    """One stream through the monitor: the first alarm and the identification around it
+    (also without the blocks' bounded influence: ``*_uncapped``); given ``skew`` (its field
+    and true value), the first step the physics shows it."""
     monitor.reset()
     out: dict = {"steps": len(actions), "alarm": None, "at_alarm": None, "after_25": None}
     if skew is not None:
@@ -117,8 +130,12 @@ def run_episode(monitor, obs: np.ndarray, actions: np.ndarray, skew: tuple | Non
         if state.alarm and out["alarm"] is None:
             out["alarm"], out["channel"] = state.alarm_step, state.channel
             out["at_alarm"] = _summary(state.suspects, state.estimate)
+            out["at_alarm_uncapped"] = _uncapped(monitor)
         if out["alarm"] is not None and out["after_25"] is None and t + 1 >= out["alarm"] + 25:
+            out["after_25_uncapped"] = _uncapped(monitor)
             out["after_25"] = _summary(*monitor.identify())
+    if out["alarm"] is not None:
+        out["at_end_uncapped"] = _uncapped(monitor)
     out["at_end"] = _summary(*monitor.identify())
     return out
 
@@ -137,29 +154,37 @@ def false_alarms(monitor, streams) -> tuple[int, int]:
     return alarms, steps
 
 
+VARIANTS = {  # --variant: the monitor's settings, and the suffix of its files
+    "full": ({}, ""),
+    "no-sigma": ({"sigma_points": False}, "_no-sigma"),
+    "omnibus": ({"matched": False}, "_omnibus"),
+}
+
+
 def bench(task: str, noise: float, args: argparse.Namespace) -> dict:
     from sim2real.remedies.monitor import SkewMonitor, sim_streams
 
     policy = f"policies/{task}/sim/seed0"
-    path = args.out / f"monitor_{task}_{noise:g}.json"
+    settings, suffix = VARIANTS[args.variant]
+    path = args.out / f"monitor_{task}_{noise:g}{suffix}.json"
     t0 = time.perf_counter()
     if path.exists() and not args.fresh:
         monitor = SkewMonitor.load(path)
     else:
         monitor = SkewMonitor(
             task, args.rate, noise, policy=policy, prepare_steps=args.prepare_steps,
-            seed=10_000, identify_every=0,
+            seed=10_000, identify_every=0, **settings,
         )  # fmt: skip
         monitor.save(path)
     monitor.identify_every = 0
     prepare_s = time.perf_counter() - t0
     print(f"{task} noise {noise:g}: prepared in {prepare_s:.0f} s", flush=True)
-    result: dict = {"task": task, "noise": noise, "prepare_s": prepare_s}
+    result: dict = {"task": task, "noise": noise, "prepare_s": prepare_s, "variant": args.variant}
     result["calibration"] = {
         "steps": monitor.calibration.steps,
         "exact_share": monitor.calibration.exact_share,
     }
-    partial = args.out / f"partial_{task}_{noise:g}.json"
+    partial = args.out / f"partial_{task}_{noise:g}{suffix}.json"
     if partial.exists() and not args.fresh:  # resume: rows already measured are kept
         result = {**result, **json.loads(partial.read_text())}
     if "false_alarms" not in result:
@@ -209,7 +234,11 @@ def cost(task: str, out: Path, steps: int = 2000, rounds: int = 3) -> dict:
     """Milliseconds per call, measured side by side in one process and interleaved in rounds
     (so that all share the same contention): the nominal one-step prediction alone
     (``mj_step`` with ``nstep=frame_skip``), ``env.step`` of the sim variant, and ``update``
-    of the omnibus-only and of the full monitor (no identification: no alarm on sim)."""
+    of the omnibus-only monitor, of the full one without sigma points and of the full one
+    (no identification: its thresholds are the full monitor's, and the timing leaves
+    identification out)."""
+    import dataclasses
+
     import gymnasium as gym
     import mujoco
 
@@ -219,7 +248,11 @@ def cost(task: str, out: Path, steps: int = 2000, rounds: int = 3) -> dict:
     saved = out / f"monitor_{task}_0.01.json"
     full = SkewMonitor.load(saved) if saved.exists() else SkewMonitor(task, 1e-4, 0.01)
     omnibus = SkewMonitor(task, 1e-4, 0.01, matched=False, calibration=full.calibration)
-    for mon in (full, omnibus):  # time the tests alone: identification (after an alarm) off
+    # The full monitor without the blocks' sigma points (average contact covariance).
+    plain = SkewMonitor(
+        task, 1e-4, 0.01, calibration=dataclasses.replace(full.calibration, sigma_points=False)
+    )
+    for mon in (full, omnibus, plain):  # time the tests alone: identification (after an alarm) off
         mon.identify = lambda mon=mon: (mon._suspects, mon._estimate)
     streams = sim_streams(task, f"policies/{task}/sim/seed0", steps, 5, 0.01, lanes=1)
     env = gym.make(f"sim2real/{task}-sim-v0")
@@ -260,6 +293,7 @@ def cost(task: str, out: Path, steps: int = 2000, rounds: int = 3) -> dict:
         "mj_step(nstep=frame_skip)": predictions,
         "env.step (sim variant)": env_steps,
         "update (omnibus only)": lambda: updates(omnibus),
+        "update (no sigma points, no identification)": lambda: updates(plain),
         "update (full, no identification)": lambda: updates(full),
     }
     for _ in range(rounds):
@@ -326,7 +360,9 @@ def _evidence(episodes: list[dict]) -> str:
     return f"{np.median(shown):.0f} / {lag}"
 
 
-def table(results: list[dict]) -> str:
+def table(results: list[dict], suffix: str = "") -> str:
+    """The benchmark's table; ``suffix="_uncapped"``: with the identification recorded
+    without the blocks' bounded influence."""
     rows = [
         "| task | noise | skew | detected | median delay (steps) | median episode length "
         "| right field at alarm / +25 steps / end | size at +25 steps | size at end "
@@ -336,8 +372,10 @@ def table(results: list[dict]) -> str:
     for res in results:
         fa = res["false_alarms"]
         rate = 1e4 * fa["alarms"] / max(fa["steps"], 1)
+        variant = res.get("variant", "full")
+        label = res["task"] if variant == "full" else f"{res['task']} ({variant})"
         rows.append(
-            f"| {res['task']} | {res['noise']:g} | **sim: false alarms** | "
+            f"| {label} | {res['noise']:g} | **sim: false alarms** | "
             f"{fa['alarms']} in {fa['steps']} steps = {rate:.2f} per 1e4 | | | | | | |"
         )
         for name, entry in res["skews"].items():
@@ -347,12 +385,13 @@ def table(results: list[dict]) -> str:
             length = np.median([e["steps"] for e in eps])
             field, truth = entry["field"], entry["truth"]
             named = " / ".join(
-                str(len(_right(found, key, field))) for key in ("at_alarm", "after_25", "at_end")
+                str(len(_right(found, key + suffix, field)))
+                for key in ("at_alarm", "after_25", "at_end")
             )
             rows.append(
                 f"| | | {name} | {len(found)}/{len(eps)} | {delay:.0f} | {length:.0f} | "
-                f"{named} of {len(found)} | {_size(found, 'after_25', field, truth)} | "
-                f"{_size(found, 'at_end', field, truth)} | {_evidence(eps)} |"
+                f"{named} of {len(found)} | {_size(found, 'after_25' + suffix, field, truth)} | "
+                f"{_size(found, 'at_end' + suffix, field, truth)} | {_evidence(eps)} |"
             )
     return "\n".join(rows)
 
@@ -374,7 +413,16 @@ def main() -> None:
         "--skews", type=lambda text: text.split(","), default=None,
         help="only the skews whose names contain one of these words (comma-separated)",
     )  # fmt: skip
+    parser.add_argument(
+        "--variant", choices=tuple(VARIANTS), default="full",
+        help="the monitor benchmarked: full (default), no-sigma (sigma_points=False), "
+        "omnibus (matched=False)",
+    )  # fmt: skip
     parser.add_argument("--table-only", action="store_true")
+    parser.add_argument(
+        "--uncapped", action="store_true",
+        help="print the identification columns without the blocks' bounded influence",
+    )  # fmt: skip
     parser.add_argument(
         "--evidence", action="store_true",
         help="recompute, on saved rows, the first step the physics shows each skew",
@@ -391,7 +439,7 @@ def main() -> None:
     results = []
     for task in args.tasks.split(","):
         for noise in (float(n) for n in args.noise.split(",")):
-            path = args.out / f"result_{task}_{noise:g}.json"
+            path = args.out / f"result_{task}_{noise:g}{VARIANTS[args.variant][1]}.json"
             if path.exists() and not args.fresh:
                 saved = json.loads(path.read_text())
                 if args.evidence:
@@ -404,11 +452,11 @@ def main() -> None:
             res = bench(task, noise, args)
             path.write_text(json.dumps(res, indent=1))
             results.append(res)
-    print(table(results))
+    print(table(results, "_uncapped" if args.uncapped else ""))
     if args.cost:
         for task in args.tasks.split(","):
             for label, ms in cost(task, args.out).items():
-                print(f"{task:<12} {label:<28} {ms:.3f} ms")
+                print(f"{task:<12} {label:<44} {ms:.3f} ms")
 
 
 if __name__ == "__main__":
