@@ -186,8 +186,9 @@ class _EpisodeBlocks:
             points = list(map(Point, map(zip, itertools.repeat(names), values)))
         for point, drawn_arrays in zip(points, arrays, strict=True):
             point.arrays = dict(zip(array_names, drawn_arrays, strict=True))
-        columns = dict(zip(names, blocks, strict=True))  # the block's draws, for the model edit
-        for i, point in enumerate(points):
-            point.episode = (columns, i)
+        if names:  # the block's draws by field, for the reset's products of a whole block
+            columns = dict(zip(names, blocks, strict=True))
+            for i, point in enumerate(points):
+                point.episode = (columns, i)
         points.reverse()  # the first episode last, for pop()
         self.points = points
