@@ -142,13 +142,16 @@ def randomized_digest(task: str, episodes: int) -> str:
 
 @pytest.mark.parametrize(
     ("task", "digest"),
-    [  # computed by the code before the reset was made cheaper (commit c262e1d)
-        ("Hopper", "d84e0d0eefc6bc2c"),
-        ("InvertedDoublePendulum", "9fec3df182e716cf"),
+    # Computed by the code before the reset was made cheaper (commit c262e1d); the second digest
+    # of a set is what the same code (aa6b889) gives in the environment of 2026-12-02 13:11
+    # (MuJoCo 4.0.0, numpy 2.4.6), where these episodes differ from the earlier one's.
+    [
+        ("Hopper", {"d84e0d0eefc6bc2c", "39d26636b0e77ad0"}),
+        ("InvertedDoublePendulum", {"9fec3df182e716cf", "3b370abf50c69fe6"}),
     ],
 )
 def test_randomized_episodes_are_bit_identical_to_before(task, digest):
-    assert randomized_digest(task, 120) == digest
+    assert randomized_digest(task, 120) in digest
 
 
 def episodes_digest(env: gym.Env, episodes: int, steps: int | None = None, reseed=(0,)) -> str:
@@ -178,26 +181,28 @@ FIXED = {
 
 @pytest.mark.parametrize(
     ("task", "preset", "digest"),
-    [  # computed by the code before this session's work (commit cf86b68)
+    [  # computed by the code before this session's work (commit cf86b68); sets: as above
         ("HalfCheetah", "default", "e4911954ea6f6379"),  # short delay, mid-step reading
         ("InvertedDoublePendulum", "default", "eb045f1a2853f685"),
         ("Hopper", "default", "8bb4b4b46a4ec0b6"),  # delayed mid-step reading
         ("Ant", "default", "8e6adcabeb64de10"),  # a reading that needs the constraint forces
         ("Walker2d", "harsh", "8469bb0db8b31348"),
-        ("Reacher", "default", "dc29639ca3ff3894"),  # whole-step latency: no mid-step reading
+        ("Reacher", "default", {"dc29639ca3ff3894", "4043ba730a383baf"}),  # whole-step latency
         ("InvertedPendulum", "default", "85d162e3c715f505"),  # its step reads its observation
     ],
 )
 def test_preset_episodes_are_bit_identical_to_before(task, preset, digest):
     _, real = sim2real.make_pair(task, real=preset)
-    assert episodes_digest(real, 6, steps=40, reseed=(0, 3)) == digest
+    assert episodes_digest(real, 6, steps=40, reseed=(0, 3)) in (
+        digest if isinstance(digest, set) else {digest}
+    )
 
 
 def test_randomizations_are_bit_identical_to_before():
     per_step = sim2real.make("Hopper", skews=FIXED, randomization=PER_STEP)
     assert episodes_digest(per_step, 40) == "c29899cbad2bf2a8"  # commit cf86b68
     shipped = sim2real.make("HalfCheetah", randomization=config_path("HalfCheetah"))
-    assert episodes_digest(shipped, 70, reseed=(0, 50)) == "4093df7f1d3d724e"
+    assert episodes_digest(shipped, 70, reseed=(0, 50)) in {"4093df7f1d3d724e", "7094289d49d1a66a"}
 
 
 def test_a_mid_step_reading_replaces_the_observation_a_step_would_compute(monkeypatch):
@@ -259,3 +264,103 @@ def test_an_obs_fn_that_calls_the_envs_own_observation_gets_it():
     for action in np.random.default_rng(1).uniform(-1, 1, (4, 6)):
         np.testing.assert_array_equal(own.step(action)[0], plain.step(action)[0])
     assert len(calls) == 4  # one mid-step reading per step
+
+
+def model_digest(env: gym.Env, episodes: int) -> str:
+    """:func:`digest_episodes`' episodes (reseeded at 0 and 70: blocks of 64 points crossed),
+    with every reset's point as the env holds it and the edited and derived model fields."""
+    skewed, model = find_skewed_env(env), env.unwrapped.model
+    fields = ("body_mass", "body_inertia", "body_subtreemass", "body_invweight0", "dof_damping",
+              "dof_armature", "dof_invweight0", "actuator_gear", "actuator_acc0",
+              "geom_friction")  # fmt: skip
+    h = hashlib.sha256()
+    real_reset = skewed.reset
+
+    def reset(**kwargs):
+        out = real_reset(**kwargs)
+        h.update(json.dumps(skewed.point, sort_keys=True).encode())
+        for name in fields:
+            h.update(getattr(model, name).tobytes())
+        return out
+
+    skewed.reset = reset  # type: ignore[method-assign]
+    episodes_h = digest_episodes(
+        env, episodes, lambda e: e % 4, lambda e: 5 + e if e in (0, 70) else None
+    )
+    return episodes_h + h.hexdigest()[:16]
+
+
+# The shipped randomizations take the fused reset; MIXED_DRAWS a partial one over fixed latency,
+# jitter and dropout (the general path for what the fused one does not know) with armature.
+MIXED_DRAWS = {
+    "dynamics": {"armature_scale": {"dist": "uniform", "low": 0.5, "high": 2.0, "per": "element"}},
+    "actuation": {"deadband": {"dist": "uniform", "low": 0.0, "high": 0.02}},
+    "sensing": {"bias_std": {"dist": "uniform", "low": 0.0, "high": 0.02}},
+    "timing": {"action_latency_s": {"dist": "uniform", "low": 0.0, "high": 0.02}},
+}
+
+
+@pytest.mark.parametrize(
+    ("task", "spec", "fixed"),
+    [
+        ("Hopper", None, None),
+        ("HalfCheetah", None, None),
+        ("Walker2d", MIXED_DRAWS, None),
+        ("Hopper", MIXED_DRAWS, FIXED),
+    ],
+)
+def test_the_fused_reset_gives_the_episodes_of_the_general_path(monkeypatch, task, spec, fixed):
+    from sim2real import skewed_env as skewed_module
+    from sim2real.skews import ModelSkews
+    from sim2real.skews import pipeline as pipeline_module
+
+    spec = spec or config_path(task)
+    fused = model_digest(sim2real.make(task, skews=fixed, randomization=spec), 140)
+    # The fused paths were taken: the block's products, the fused refresh, the read-off point.
+    calls = {"drawn": 0, "refresh": 0}
+    apply_drawn, refresher = ModelSkews.apply_drawn, pipeline_module._refresher
+
+    def counted_apply(self, values, episode):
+        calls["drawn"] += 1
+        apply_drawn(self, values, episode)
+
+    def counted_refresher(previous, ctx):
+        refresh = refresher(previous, ctx)
+        return lambda point: (
+            bool(refresh(point)) and calls.__setitem__("refresh", calls["refresh"] + 1) is None
+        )
+
+    monkeypatch.setattr(ModelSkews, "apply_drawn", counted_apply)
+    monkeypatch.setattr(pipeline_module, "_refresher", counted_refresher)
+    assert model_digest(sim2real.make(task, skews=fixed, randomization=spec), 140) == fused
+    assert calls["drawn"] > 100
+    if fixed is None:
+        assert calls["refresh"] > 100
+    # Every fused path off: the components' own refreshes, ModelSkews.apply, realized().
+    monkeypatch.setattr(pipeline_module, "_FUSED", False)
+    monkeypatch.setattr(ModelSkews, "apply_drawn", lambda self, values, episode: self.apply(values))
+    monkeypatch.setattr(skewed_module, "_realized", lambda point, pipeline: None)
+    assert model_digest(sim2real.make(task, skews=fixed, randomization=spec), 140) == fused
+
+
+def test_a_block_write_leaves_the_model_as_the_edit_of_each_value():
+    from sim2real.skews import ModelSkews
+
+    env = sim2real.make("Ant", randomization=config_path("Ant"))
+    skewed = find_skewed_env(env)
+    model = env.unwrapped.model
+    own = ModelSkews(model)  # its own edits, from the same nominal model
+    env.reset(seed=3)
+    fields = ("body_mass", "body_inertia", "dof_damping", "actuator_gear", "geom_friction",
+              "body_subtreemass", "dof_invweight0")  # fmt: skip
+    for _ in range(70):
+        env.reset()
+        written = [getattr(model, name).copy() for name in fields]
+        own.apply(dict(skewed.pipeline.dynamics))  # each value edited alone, over the block write
+        for name, array in zip(fields, written, strict=True):
+            np.testing.assert_array_equal(getattr(model, name), array, err_msg=name)
+    assert skewed._model_skews._block[1] is not None  # the block write was the one taken
+    skewed.close()
+    fresh = sim2real.make("Ant").unwrapped.model
+    for name in fields:
+        np.testing.assert_array_equal(getattr(model, name), getattr(fresh, name), err_msg=name)
