@@ -542,18 +542,37 @@ def _refresher(previous: Pipeline, ctx: Context) -> Callable[[Mapping[str, Any]]
 
     held_block: list[Any] = [None, None]  # the block of draws prepared last, and its products
 
-    def prepare(columns: Mapping[str, np.ndarray]) -> _Prepared:
-        """The products a block of episodes' refreshes compute, for all of them at once (the
-        same numbers, element by element): which episodes every present component takes,
-        the actuation noise's scale and the deadband's threshold, and the sensor noise's
-        scale laid out as its first block of rows (a same-shape multiply instead of a
-        broadcasting one, three times dearer, at every reset)."""
+    def structure_fits(point: Mapping[str, Any], arrays: Mapping[str, Any]) -> bool:
+        """The checks that depend only on which fields ``point`` holds and on its fixed values
+        (the same for every episode of a source's block): no value for an absent component,
+        latencies as floats (or nominal), no jitter."""
+        get = point.get
+        for name in absent:
+            if name in arrays or get(name) is not None:
+                return False
+        for name in (obs_key, action_key):
+            value = get(name)
+            if value is not None and type(value) is not float_:
+                return False
+        return get(jitter_key, 0.0) == 0
+
+    def prepare(columns: Mapping[str, np.ndarray], point: Mapping[str, Any]) -> _Prepared:
+        """The checks and products of a block of episodes' refreshes, for all of them at once
+        (the same numbers, element by element): which episodes every component takes (with
+        ``point``'s fields, those of every episode of the block), the actuation noise's scale
+        and the deadband's threshold, and the sensor noise's scale laid out as its first block
+        of rows (a same-shape multiply instead of a broadcasting one, three times dearer)."""
         drawn = {name: columns[name] for name in present if name in columns}
-        episodes = len(next(iter(columns.values()))) if columns else 0
+        episodes = len(next(iter(columns.values())))
         takes = np.ones(episodes, dtype=bool)
         for block in drawn.values():  # Context.takes of each episode's value
             takes &= block.reshape(episodes, -1).any(axis=1)
-        if len(drawn) != len(present) or any(b.dtype != np.float64 for b in drawn.values()):
+        arrays = getattr(point, "arrays", None) or _NO_ARRAYS
+        if (
+            len(drawn) != len(present)
+            or any(b.dtype != np.float64 for b in drawn.values())
+            or not structure_fits(point, arrays)
+        ):
             takes[:] = False  # a value not drawn in the block: every episode checked alone
         scales = [
             None if name not in drawn else drawn[name].reshape(episodes, -1) * span
@@ -574,11 +593,11 @@ def _refresher(previous: Pipeline, ctx: Context) -> Callable[[Mapping[str, Any]]
         if episode is not None:
             columns, i = episode
             if held_block[0] is not columns:
-                held_block[0], held_block[1] = columns, prepare(columns)
+                held_block[0], held_block[1] = columns, prepare(columns, point)
             prepared = held_block[1]
             if not prepared.takes[i]:
                 prepared = None
-        if prepared is None:
+        if prepared is None:  # the checks of one episode alone
             for value in values:  # Context.takes
                 kind = type(value)
                 if kind is float_:
@@ -586,21 +605,13 @@ def _refresher(previous: Pipeline, ctx: Context) -> Callable[[Mapping[str, Any]]
                         return False
                 elif kind is not ndarray or not len(value.nonzero()[0]):
                     return False
-        for name in absent:
-            if name in arrays or get(name) is not None:
+            if not structure_fits(point, arrays):
                 return False
         table = streams._blocks
-        for name, stream in streamed:
+        for name, stream in streamed:  # still the env's streams (a reseed replaces them)
             held = table.get(name)
             if held is None or held[1] is not stream:
                 return False
-        latencies = [get(name) for name in (obs_key, action_key)]
-        for value in latencies:
-            if value is not None and type(value) is not float_:
-                return False
-        jitter_value = get(jitter_key, 0.0)
-        if jitter_value != 0:
-            return False
         # Every check passed: the components' refreshes, in their order.
         at = iter(values)
         if noise is not None:
@@ -638,9 +649,8 @@ def _refresher(previous: Pipeline, ctx: Context) -> Callable[[Mapping[str, Any]]
                 )
             sensor_dropout.prob = value
         # The latencies (Latency.build: one object per realized delay, from the context).
-        obs_value, action_value = latencies
-        obs_latency = _latency(ObservationLatency, obs_value, cache, substep_s, frame_skip)
-        action_latency = _latency(ActionLatency, action_value, cache, substep_s, frame_skip)
+        obs_latency = _latency(ObservationLatency, get(obs_key), cache, substep_s, frame_skip)
+        action_latency = _latency(ActionLatency, get(action_key), cache, substep_s, frame_skip)
         dynamics: dict[str, Any] = {}
         for name, short, nominal in _DYNAMICS:
             value = arrays.get(name)
