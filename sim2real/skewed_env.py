@@ -391,7 +391,9 @@ class SkewedEnv(gym.Wrapper):
         attributes = self._base.__dict__
         attributes["_step_mujoco_simulation"] = self._physics_step
         if self._skips_step_obs and self._capture_at is not None:
-            attributes["_get_obs"] = self._served_obs()
+            served = self._served  # (the one kept for this box, without a call, at every reset)
+            kept = served is not None and served[0] is self._captured
+            attributes["_get_obs"] = served[1] if kept else self._served_obs()  # type: ignore[index]
         elif self._served is not None:
             attributes.pop("_get_obs", None)
         self._hooked = True
