@@ -231,7 +231,9 @@ def add_evidence(result: dict, args: argparse.Namespace) -> dict:
 
 
 def cost(task: str, out: Path, steps: int = 2000, rounds: int = 3) -> dict:
-    """Milliseconds per call, measured side by side in one process and interleaved in rounds
+    """Milliseconds per call, wall clock and this thread's CPU time (the CPU time is what
+    the code costs; on a loaded machine the wall clock also counts other processes'
+    slices), measured side by side in one process and interleaved in rounds
     (so that all share the same contention): the nominal one-step prediction alone
     (``mj_step`` with ``nstep=frame_skip``), ``env.step`` of the sim variant, and ``update``
     of the omnibus-only monitor, of the full one without sigma points and of the full one
@@ -261,33 +263,33 @@ def cost(task: str, out: Path, steps: int = 2000, rounds: int = 3) -> dict:
     model, data = ref.model, mujoco.MjData(ref.model)
     rng = np.random.default_rng(0)
     commands = rng.uniform(-1, 1, (steps, *env.action_space.shape))
-    times: dict[str, list[float]] = {}
+    times: dict[str, list[tuple[float, float]]] = {}
 
-    def updates(mon) -> float:
-        t0, n = time.perf_counter(), 0
+    def updates(mon) -> tuple[float, float]:
+        t0, c0, n = time.perf_counter(), time.thread_time(), 0
         for obs, act in streams:
             mon.reset()
             for t in range(len(act)):
                 mon.update(obs[t], act[t])
             n += len(act)
-        return (time.perf_counter() - t0) / n
+        return (time.perf_counter() - t0) / n, (time.thread_time() - c0) / n
 
-    def env_steps() -> float:
-        t0 = time.perf_counter()
+    def env_steps() -> tuple[float, float]:
+        t0, c0 = time.perf_counter(), time.thread_time()
         for a in commands:
             _, _, term, trunc, _ = env.step(a)
             if term or trunc:
                 env.reset()
-        return (time.perf_counter() - t0) / steps
+        return (time.perf_counter() - t0) / steps, (time.thread_time() - c0) / steps
 
-    def predictions() -> float:
-        t0 = time.perf_counter()
+    def predictions() -> tuple[float, float]:
+        t0, c0 = time.perf_counter(), time.thread_time()
         for a in commands:
             data.ctrl[:] = a
             mujoco.mj_step(model, data, nstep=ref.frame_skip)
             if not np.isfinite(data.qpos[0]):  # pragma: no cover
                 mujoco.mj_resetData(model, data)
-        return (time.perf_counter() - t0) / steps
+        return (time.perf_counter() - t0) / steps, (time.thread_time() - c0) / steps
 
     probes = {
         "mj_step(nstep=frame_skip)": predictions,
@@ -300,7 +302,7 @@ def cost(task: str, out: Path, steps: int = 2000, rounds: int = 3) -> dict:
         for label, probe in probes.items():
             times.setdefault(label, []).append(probe())
     env.close()
-    return {label: 1e3 * float(np.median(t)) for label, t in times.items()}
+    return {label: tuple(1e3 * np.median(t, axis=0)) for label, t in times.items()}
 
 
 def example(out: Path, docs: Path) -> None:
@@ -455,8 +457,8 @@ def main() -> None:
     print(table(results, "_uncapped" if args.uncapped else ""))
     if args.cost:
         for task in args.tasks.split(","):
-            for label, ms in cost(task, args.out).items():
-                print(f"{task:<12} {label:<44} {ms:.3f} ms")
+            for label, (wall, cpu) in cost(task, args.out).items():
+                print(f"{task:<12} {label:<44} {wall:.3f} ms wall  {cpu:.3f} ms CPU")
 
 
 if __name__ == "__main__":
