@@ -187,6 +187,8 @@ def bench(task: str, noise: float, args: argparse.Namespace) -> dict:
     partial = args.out / f"partial_{task}_{noise:g}{suffix}.json"
     if partial.exists() and not args.fresh:  # resume: rows already measured are kept
         result = {**result, **json.loads(partial.read_text())}
+    if "false_alarms" not in result and args.fa_steps == 0:  # not measured on this run
+        result["false_alarms"] = {"alarms": 0, "steps": 0, "episodes": 0}
     if "false_alarms" not in result:
         streams = sim_streams(task, policy, args.fa_steps, 20_000, noise, lanes=8)
         alarms, steps = false_alarms(monitor, streams)
@@ -374,11 +376,12 @@ def table(results: list[dict], suffix: str = "") -> str:
     for res in results:
         fa = res["false_alarms"]
         rate = 1e4 * fa["alarms"] / max(fa["steps"], 1)
+        counted = f"{fa['alarms']} in {fa['steps']} steps = {rate:.2f} per 1e4"
         variant = res.get("variant", "full")
         label = res["task"] if variant == "full" else f"{res['task']} ({variant})"
         rows.append(
             f"| {label} | {res['noise']:g} | **sim: false alarms** | "
-            f"{fa['alarms']} in {fa['steps']} steps = {rate:.2f} per 1e4 | | | | | | |"
+            f"{counted if fa['steps'] else 'not measured (--fa-steps 0)'} | | | | | | |"
         )
         for name, entry in res["skews"].items():
             eps = entry["episodes"]
@@ -407,7 +410,9 @@ def main() -> None:
     parser.add_argument("--noise", default="0,0.01", help="sensor noise levels, comma-separated")
     parser.add_argument("--episodes", type=int, default=20, help="episodes per skew")
     parser.add_argument("--prepare-steps", type=int, default=50_000)
-    parser.add_argument("--fa-steps", type=int, default=100_000, help="sim steps for false alarms")
+    parser.add_argument(
+        "--fa-steps", type=int, default=100_000, help="sim steps for false alarms (0: none)"
+    )
     parser.add_argument("--rate", type=float, default=1e-4, help="false alarms per step allowed")
     parser.add_argument("--out", type=Path, default=Path("bench_monitor_out"))
     parser.add_argument("--fresh", action="store_true", help="re-prepare and re-run everything")
