@@ -8,4 +8,5 @@ PYTHON="${PYTHON:-python3}"
 python -m pip install -q --upgrade pip
 # The CPU build of PyTorch first: an unpinned torch would pull a multi-GB CUDA build.
 python -m pip install -q torch==2.13.0
-python -m pip install -q -e ".[test,ray]"
+# Every other package at the versions the README's numbers were measured with (constraints.txt).
+python -m pip install -q -c constraints.txt -e ".[test,ray]"
