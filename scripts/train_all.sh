@@ -62,7 +62,23 @@ compensated_c() {
   for seed in 0 1 2; do compensated InvertedPendulum seed0 "$seed" 50000 0; done
   for seed in 0 1 2; do compensated InvertedDoublePendulum seed0 "$seed" 200000; done
   # HalfCheetah from scratch: a warm start from the session-6 sim policies collapsed (docs/robustify.md).
+  # The shipped seeds then trained 500k steps more from those 500k policies (1M in all; session 7).
   for seed in 0 1 2; do compensated HalfCheetah scratch "$seed" 500000; done
+  for seed in 0 1 2; do continued HalfCheetah "$seed" 500000; done
+}
+
+# "continued" trains a shipped robust policy further on the same randomization and config (its
+# weights, critic included, and normalization as the start) and ships the result in its place.
+continued() {  # continued TASK SEED TIMESTEPS
+  local task="$1" seed="$2" steps="$3" lower="${1,,}" out="runs/$1/robust1m/seed$2"
+  local cmd=(python scripts/train_policy.py --task "$task" --seed "$seed"
+    --randomization "configs/robustify/$lower.yaml" --config "configs/train/${lower}_ppo_compensated.yaml"
+    --timesteps "$steps" --init-from "policies/$task/robust/seed$seed" --no-progress --out "$out")
+  "${PYTHON:-python}" "${cmd[@]:1}" \
+    && "${PYTHON:-python}" scripts/compensate_policy.py "$out" "policies/$task/robust/seed$seed" \
+      --estimate --filter default --manifest --train-command "${cmd[*]}" \
+      --note "estimated online per episode; training continued from the shipped policy" \
+    || echo "FAILED: $task continued seed $seed"
 }
 
 robust_a() { for seed in 0 1 2; do robust Hopper seed2 "$seed"; done; }
