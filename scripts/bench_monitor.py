@@ -104,22 +104,9 @@ def evidence(task: str, noise: float, obs, actions, field: str, truth: float) ->
     return first_noisy_evidence(ref, obs, actions, field, truth, noise)
 
 
-def _uncapped(monitor) -> dict:
-    """The identification without the blocks' bounded influence (every block weight 1, as
-    before it), for comparison; the monitor's own cap is restored."""
-    from sim2real.remedies import monitor as module
-
-    cap, module.BLOCK_CAP = module.BLOCK_CAP, float("inf")
-    try:
-        return _summary(*monitor.identify())
-    finally:
-        module.BLOCK_CAP = cap
-
-
 def run_episode(monitor, obs: np.ndarray, actions: np.ndarray, skew: tuple | None = None) -> dict:
-    """One stream through the monitor: the first alarm and the identification around it
-    (also without the blocks' bounded influence: ``*_uncapped``); given ``skew`` (its field
-    and true value), the first step the physics shows it."""
+    """One stream through the monitor: the first alarm and the identification around it;
+    given ``skew`` (its field and true value), the first step the physics shows it."""
     monitor.reset()
     out: dict = {"steps": len(actions), "alarm": None, "at_alarm": None, "after_25": None}
     if skew is not None:
@@ -130,12 +117,8 @@ def run_episode(monitor, obs: np.ndarray, actions: np.ndarray, skew: tuple | Non
         if state.alarm and out["alarm"] is None:
             out["alarm"], out["channel"] = state.alarm_step, state.channel
             out["at_alarm"] = _summary(state.suspects, state.estimate)
-            out["at_alarm_uncapped"] = _uncapped(monitor)
         if out["alarm"] is not None and out["after_25"] is None and t + 1 >= out["alarm"] + 25:
-            out["after_25_uncapped"] = _uncapped(monitor)
             out["after_25"] = _summary(*monitor.identify())
-    if out["alarm"] is not None:
-        out["at_end_uncapped"] = _uncapped(monitor)
     out["at_end"] = _summary(*monitor.identify())
     return out
 
@@ -364,9 +347,7 @@ def _evidence(episodes: list[dict]) -> str:
     return f"{np.median(shown):.0f} / {lag}"
 
 
-def table(results: list[dict], suffix: str = "") -> str:
-    """The benchmark's table; ``suffix="_uncapped"``: with the identification recorded
-    without the blocks' bounded influence."""
+def table(results: list[dict]) -> str:
     rows = [
         "| task | noise | skew | detected | median delay (steps) | median episode length "
         "| right field at alarm / +25 steps / end | size at +25 steps | size at end "
@@ -390,13 +371,12 @@ def table(results: list[dict], suffix: str = "") -> str:
             length = np.median([e["steps"] for e in eps])
             field, truth = entry["field"], entry["truth"]
             named = " / ".join(
-                str(len(_right(found, key + suffix, field)))
-                for key in ("at_alarm", "after_25", "at_end")
+                str(len(_right(found, key, field))) for key in ("at_alarm", "after_25", "at_end")
             )
             rows.append(
                 f"| | | {name} | {len(found)}/{len(eps)} | {delay:.0f} | {length:.0f} | "
-                f"{named} of {len(found)} | {_size(found, 'after_25' + suffix, field, truth)} | "
-                f"{_size(found, 'at_end' + suffix, field, truth)} | {_evidence(eps)} |"
+                f"{named} of {len(found)} | {_size(found, 'after_25', field, truth)} | "
+                f"{_size(found, 'at_end', field, truth)} | {_evidence(eps)} |"
             )
     return "\n".join(rows)
 
@@ -427,10 +407,6 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--table-only", action="store_true")
     parser.add_argument(
-        "--uncapped", action="store_true",
-        help="print the identification columns without the blocks' bounded influence",
-    )  # fmt: skip
-    parser.add_argument(
         "--evidence", action="store_true",
         help="recompute, on saved rows, the first step the physics shows each skew",
     )  # fmt: skip
@@ -459,7 +435,7 @@ def main() -> None:
             res = bench(task, noise, args)
             path.write_text(json.dumps(res, indent=1))
             results.append(res)
-    print(table(results, "_uncapped" if args.uncapped else ""))
+    print(table(results))
     if args.cost:
         for task in args.tasks.split(","):
             for label, (wall, cpu) in cost(task, args.out).items():

@@ -75,25 +75,6 @@ def test_field_fit_recovers_a_known_slope() -> None:
     assert 0.01 < fit.se < 0.05
 
 
-def test_block_weights_bound_one_blocks_influence_on_the_fit() -> None:
-    """One block far off every explanation (the start-up of a stream, 1e4 times the others'
-    sum of squares) makes the right field explain nothing of an unweighted fit; weighted,
-    it counts as ``cap`` median blocks and the field explains most of the rest. Blocks
-    alike keep weight 1."""
-    rng = np.random.default_rng(2)
-    j = rng.normal(size=(30, 6))
-    z = 0.2 * j + 0.05 * rng.normal(size=(30, 6))
-    z[0], j[0] = 100.0 * rng.normal(size=6), 1e-3 * rng.normal(size=6)
-    assert stats.fit_field(j, z).explained < 0.01
-    weights = stats.block_weights(z, cap=10.0)
-    q = np.sum(z * z, axis=1)
-    assert weights[0] * q[0] == pytest.approx(10.0 * np.median(q)) and weights[1:].min() == 1.0
-    root = np.sqrt(weights)[:, None]
-    weighted = stats.fit_field(j * root, z * root)
-    assert abs(weighted.delta - 0.2) < 0.02 and weighted.explained > 0.5
-    assert np.all(stats.block_weights(0.1 * j, cap=10.0) == 1.0)
-
-
 def test_delay_llr_is_gaussian_near_the_model_and_bounded_far_off_it() -> None:
     """Near the noise model (small squared residuals, many degrees of freedom) the Student-t
     ratio is the Gaussian (base - delayed) / 2; for a transition far off the model (both

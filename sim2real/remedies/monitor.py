@@ -70,7 +70,6 @@ DELAY_CANDIDATES = 6  # total delays the delay test runs side by side (one predi
 MAX_GAP = 4  # a delay-test transition may span this many control steps from an exact anchor
 PROFILE_STEPS = 80  # exact transitions the delay profile of identification uses
 PROFILE_CAP = 8.0  # the most one transition can count against a delay in the delay profile
-BLOCK_CAP = 10.0  # in identification a block counts at most this many median blocks
 LLR_DRIFT = 1.0  # subtracted from each step's delay log-likelihood ratio: short excursions on sim
 EXACT_MARGIN = 4.0  # a velocity within this many noise sigmas of its clip is not exact
 WINDOWS = (25, 250)  # matched-filter windows in control steps for one-step blocks
@@ -467,11 +466,8 @@ class SkewMonitor:
         estimates: dict[str, Estimate] = {}
         if self._blocks and self.fields:
             blocks = [(b, t) for b, _, _, t in self._blocks]
-            # Bounded influence: each block weighted so that none counts more than
-            # BLOCK_CAP median blocks (z and j scaled by the root of its weight).
-            root = np.sqrt(self._block_weights())
-            z = np.array([z for _, z, _, _ in self._blocks]) * root[:, None]
-            j = np.array([j for _, _, j, _ in self._blocks]) * root[:, None, None]
+            z = np.array([z for _, z, _, _ in self._blocks])
+            j = np.array([j for _, _, j, _ in self._blocks])
             fits = {name: stats.fit_field(j[:, i], z) for i, name in enumerate(self.fields)}
             scores = {name: fit.explained for name, fit in fits.items()}
             estimates = {
@@ -482,7 +478,7 @@ class SkewMonitor:
             # A linear fit around nominal misjudges a large skew: refine the two best fields
             # and score them by what their refined value explains.
             for name in sorted(fits, key=lambda n: -scores[n])[:2]:
-                estimates[name], scores[name] = self._refine(name, fits[name], blocks, z, j, root)
+                estimates[name], scores[name] = self._refine(name, fits[name], blocks, z, j)
         tested = [s for s in self._steps_tested if self._step - 1 - s < len(self._obs) - 1]
         if tested and self.max_delay > 0:
             scores[LATENCY], estimates[LATENCY] = self._delay_profile(tested)
@@ -541,11 +537,9 @@ class SkewMonitor:
         blocks: list[tuple[Block, np.ndarray]],
         z: np.ndarray,
         j: np.ndarray,
-        root: np.ndarray,
     ) -> tuple[Estimate, float]:
         """Two chord steps (Gauss-Newton with the nominal sensitivity) on the field's value:
-        the estimate and the share of the residual sum of squares it explains (``z``, ``j``
-        and each replayed residual weighted by ``root``, the root of the block weights)."""
+        the estimate and the share of the residual sum of squares it explains."""
         index = self.fields.index(name)
         value, se, explained = 1.0 + fit.delta, fit.se, fit.explained
         total = float(np.sum(z * z))
@@ -553,7 +547,7 @@ class SkewMonitor:
             if not 0.2 < value < 5.0:
                 break
             variant = self.reference.variant(name, value)
-            resid = np.array([self._residual_on(b, variant) for b in blocks]) * root[:, None]
+            resid = np.array([self._residual_on(b, variant) for b in blocks])
             explained = max(1.0 - float(np.sum(resid * resid)) / total, 0.0) if total else 0.0
             if iteration == 2:
                 break
@@ -569,22 +563,15 @@ class SkewMonitor:
         predicted = self.predictor.replay(block[0], variant, delay)
         return block[1] @ (block[0].end - predicted)
 
-    def _block_weights(self) -> np.ndarray:
-        """The kept blocks' bounded-influence weights (:func:`stats.block_weights`)."""
-        return stats.block_weights(np.array([z for _, z, _, _ in self._blocks]), BLOCK_CAP)
-
     def _explained_on_blocks(self, delay: int) -> float:
         """The share of the blocks' residual sum of squares that a total delay of ``delay``
         substeps removes (the dynamics fields are scored on the same blocks)."""
-        root = np.sqrt(self._block_weights())[:, None]
-        z = np.array([z for _, z, _, _ in self._blocks]) * root
+        z = np.array([z for _, z, _, _ in self._blocks])
         total = float(np.sum(z * z))
         if delay == 0 or total <= 0:
             return 0.0
         nominal = (self.reference.model, self.reference._scratch)
-        resid = root * np.array(
-            [self._residual_on((b, t), nominal, delay) for b, _, _, t in self._blocks]
-        )
+        resid = np.array([self._residual_on((b, t), nominal, delay) for b, _, _, t in self._blocks])
         return max(1.0 - float(np.sum(resid * resid)) / total, 0.0)
 
     # ------------------------------------------------------------------ preparation

@@ -183,18 +183,6 @@ def fit_field(j: np.ndarray, z: np.ndarray) -> FieldFit:
     return FieldFit(delta, float(np.sqrt(max(var, 0.0))), max(explained, 0.0))
 
 
-def block_weights(z: np.ndarray, cap: float) -> np.ndarray:
-    """Bounded-influence weights of blocks ``z`` ``(n, d)`` (whitened residuals) in a fit:
-    ``min(1, cap m / |z_i|^2)`` with ``m`` the median of ``|z_i|^2``, so that no block
-    counts more than ``cap`` median blocks (a block far off every explanation, such as the
-    start-up of a stream under observation latency, would otherwise decide the fit)."""
-    q = np.einsum("nd,nd->n", z, z)
-    m = float(np.median(q)) if len(q) else 0.0
-    if m <= 0:
-        return np.ones(len(q))
-    return np.minimum(1.0, cap * m / np.maximum(q, 1e-300))
-
-
 def robust_covariance(
     residuals: np.ndarray, floor: np.ndarray, clip: float = 4.0, iterations: int = 3
 ) -> np.ndarray:
