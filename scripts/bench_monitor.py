@@ -181,7 +181,7 @@ def bench(task: str, noise: float, args: argparse.Namespace) -> dict:
     print(f"  false alarms {fa['alarms']} in {fa['steps']} steps", flush=True)
     result.setdefault("skews", {})
     for name, (skews, field, truth) in SKEWS.items():
-        if name in result["skews"] or (args.skews and not any(k in name for k in args.skews)):
+        if name in result["skews"] or not wanted(name, args):
             continue
         streams = sim_streams(
             task, policy, 0, 30_000, noise, skews=skews, lanes=8, episodes=args.episodes
@@ -193,6 +193,11 @@ def bench(task: str, noise: float, args: argparse.Namespace) -> dict:
         print(f"  {name}: {len(found)}/{len(episodes)} detected", flush=True)
     result["skews"] = {name: result["skews"][name] for name in SKEWS if name in result["skews"]}
     return result
+
+
+def wanted(name: str, args: argparse.Namespace) -> bool:
+    """Whether the skew row ``name`` is asked for (``--skews``: words its name contains)."""
+    return not args.skews or any(word in name for word in args.skews)
 
 
 def add_evidence(result: dict, args: argparse.Namespace) -> dict:
@@ -422,14 +427,23 @@ def main() -> None:
     results = []
     for task in args.tasks.split(","):
         for noise in (float(n) for n in args.noise.split(",")):
-            path = args.out / f"result_{task}_{noise:g}{VARIANTS[args.variant][1]}.json"
+            suffix = VARIANTS[args.variant][1]
+            path = args.out / f"result_{task}_{noise:g}{suffix}.json"
             if path.exists() and not args.fresh:
                 saved = json.loads(path.read_text())
-                if args.evidence:
-                    saved = add_evidence(saved, args)
-                    path.write_text(json.dumps(saved, indent=1))
-                results.append(saved)
-                continue
+                done = saved["skews"]
+                missing = [name for name in SKEWS if wanted(name, args) and name not in done]
+                if not missing or args.table_only:
+                    if args.evidence:
+                        saved = add_evidence(saved, args)
+                        path.write_text(json.dumps(saved, indent=1))
+                    results.append(saved)
+                    continue
+                # A finished run without some of the skews asked for now: resume it for those.
+                print(f"{path.name}: measuring {', '.join(missing)} as well", flush=True)
+                partial = args.out / f"partial_{task}_{noise:g}{suffix}.json"
+                if not partial.exists():
+                    partial.write_text(json.dumps(saved, indent=1))
             if args.table_only:
                 continue
             res = bench(task, noise, args)

@@ -252,7 +252,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ReadmeError as error:
         print(f"readme_figures: error: {error}", file=sys.stderr)
         return 2
-    args.readme.write_text(replace(text, new))
+    # Read again: a figure can take minutes, and the README may have been edited meanwhile.
+    args.readme.write_text(replace(args.readme.read_text(), new))
     print(f"wrote {len(new)} figures into {args.readme}: {', '.join(new) or 'none'}")
     return 0
 
