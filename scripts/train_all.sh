@@ -87,8 +87,8 @@ robust_b() { for seed in 0 1 2; do robust Walker2d seed0 "$seed"; done; }
 # The sim-trained Hopper seeds ship at 1M steps (session 5, clean commit c262e1d) and Walker2d
 # seed1 at 2M (session 6, cf86b68); the configs' 500k stays the budget of everything else. The
 # HalfCheetah seeds were retrained in session 6 with configs/train/halfcheetah_ppo.yaml's new
-# recipe (c3584ca); Walker2d seed0 was retrained from clean commit aa6b889 in session 7 (500k).
-# policies/manifest.yaml has each seed's command and commit.
+# recipe (c3584ca). Walker2d seeds 0 and 2 (500k) were not retrained: policies/manifest.yaml has
+# each seed's command and commit (seed0's is a dirty checkout; docs/robustify.md says why it stays).
 sim_steps() {  # sim_steps TASK SEED: the --timesteps of a shipped sim-trained seed, if not the config's
   case "$1/$2" in
     Hopper/*) echo 1000000 ;;
