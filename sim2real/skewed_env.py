@@ -269,7 +269,7 @@ class SkewedEnv(gym.Wrapper):
         """Build the pipeline of ``point`` (the one place it is built)."""
         previous = self.pipeline
         pipeline = self.pipeline = build_pipeline(point, self.context, previous)
-        self.point = _realized(point, pipeline) or realized(point, self.context)
+        self.point = realized(point, self.context)
         self._drawn = point
         self._dynamics_of = None
         if pipeline is previous:  # refreshed in place: the same components, new latencies
@@ -669,27 +669,6 @@ class SkewedEnv(gym.Wrapper):
             return command
 
         return command_of
-
-
-_OBS_LATENCY, _ACTION_LATENCY, _JITTER = LATENCIES
-
-
-def _realized(point: Point, pipeline: Pipeline) -> Point | None:
-    """:func:`~sim2real.point.realized` of the point ``pipeline`` was built from, its latencies
-    read off the pipeline's (each built as ``round(value / substep)`` substeps, whose requested
-    delay is that many substeps); ``None`` unless both are floats or absent and there is no
-    jitter (then :func:`~sim2real.point.realized` rounds them)."""
-    obs, action = point.get(_OBS_LATENCY), point.get(_ACTION_LATENCY)
-    if _JITTER in point or not (
-        (obs is None or type(obs) is float) and (action is None or type(action) is float)
-    ):
-        return None
-    out = Point(point)
-    if obs is not None:
-        out[_OBS_LATENCY] = pipeline.obs_latency.requested_s
-    if action is not None:
-        out[_ACTION_LATENCY] = pipeline.action_latency.requested_s
-    return out
 
 
 def _check_frames(n_frames: int, frame_skip: int) -> None:

@@ -310,7 +310,6 @@ MIXED_DRAWS = {
     ],
 )
 def test_the_fused_reset_gives_the_episodes_of_the_general_path(monkeypatch, task, spec, fixed):
-    from sim2real import skewed_env as skewed_module
     from sim2real.skews import ModelSkews
     from sim2real.skews import pipeline as pipeline_module
 
@@ -336,10 +335,9 @@ def test_the_fused_reset_gives_the_episodes_of_the_general_path(monkeypatch, tas
     assert calls["drawn"] > 100
     if fixed is None:
         assert calls["refresh"] > 100
-    # Every fused path off: the components' own refreshes, ModelSkews.apply, realized().
+    # Every fused path off: the components' own refreshes and ModelSkews.apply.
     monkeypatch.setattr(pipeline_module, "_FUSED", False)
     monkeypatch.setattr(ModelSkews, "apply_drawn", lambda self, values, episode: self.apply(values))
-    monkeypatch.setattr(skewed_module, "_realized", lambda point, pipeline: None)
     assert model_digest(sim2real.make(task, skews=fixed, randomization=spec), 140) == fused
 
 
