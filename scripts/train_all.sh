@@ -34,24 +34,29 @@ robust() {  # robust TASK BEST_SIM_SEED SEED
 # then adds latency compensation with the delay estimated online and the readings filtered around the
 # model (for the default robot's sensor noise, or 0: dropped readings replaced only), and ships
 # policies/<task>/robust/seed<N>.
-# BEST_SIM_SEED "scratch": no warm start, the task's own configs/train/<task>_ppo_compensated.yaml.
+# BEST_SIM_SEED "scratch": no warm start, the task's own configs/train/<task>_ppo_compensated.yaml;
+# "continue": the same config, started from the shipped robust policy itself (its weights, critic
+# included, and normalization) into runs/<task>/robust1m, shipped in its place.
 compensated() {  # compensated TASK BEST_SIM_SEED SEED TIMESTEPS [FILTER_NOISE]
   local task="$1" best="$2" seed="$3" steps="$4" noise="${5:-default}" lower="${1,,}"
-  local out="runs/$1/robust/seed$3" resume=() start=()
-  if ls "$out"/checkpoints/*_steps.zip >/dev/null 2>&1; then resume=(--resume); fi
+  local out="runs/$1/robust/seed$3" resume=() start=() note="estimated online per episode"
   local config=configs/train/ppo_compensated.yaml
-  if [[ "$best" == scratch ]]; then
+  if [[ "$best" == scratch || "$best" == continue ]]; then
     config="configs/train/${lower}_ppo_compensated.yaml"
   else
     start=(--init-from "policies/$task/sim/$best")
   fi
+  if [[ "$best" == continue ]]; then
+    out="runs/$1/robust1m/seed$3" start=(--init-from "policies/$task/robust/seed$seed")
+    note="$note; training continued from the shipped policy"
+  fi
+  if ls "$out"/checkpoints/*_steps.zip >/dev/null 2>&1; then resume=(--resume); fi
   local cmd=(python scripts/train_policy.py --task "$task" --seed "$seed"
     --randomization "configs/robustify/$lower.yaml" --config "$config"
     --timesteps "$steps" "${start[@]}" --no-progress --out "$out")
   "${PYTHON:-python}" "${cmd[@]:1}" "${resume[@]}" \
     && "${PYTHON:-python}" scripts/compensate_policy.py "$out" "policies/$task/robust/seed$seed" \
-      --estimate --filter "$noise" --manifest --train-command "${cmd[*]}" \
-      --note "estimated online per episode" \
+      --estimate --filter "$noise" --manifest --train-command "${cmd[*]}" --note "$note" \
     || echo "FAILED: $task compensated seed $seed"
 }
 compensated_a() { for seed in 0 1 2; do compensated Hopper seed2 "$seed" 400000; done; }
@@ -64,21 +69,7 @@ compensated_c() {
   # HalfCheetah from scratch: a warm start from the session-6 sim policies collapsed (docs/robustify.md).
   # The shipped seeds then trained 500k steps more from those 500k policies (1M in all; session 7).
   for seed in 0 1 2; do compensated HalfCheetah scratch "$seed" 500000; done
-  for seed in 0 1 2; do continued HalfCheetah "$seed" 500000; done
-}
-
-# "continued" trains a shipped robust policy further on the same randomization and config (its
-# weights, critic included, and normalization as the start) and ships the result in its place.
-continued() {  # continued TASK SEED TIMESTEPS
-  local task="$1" seed="$2" steps="$3" lower="${1,,}" out="runs/$1/robust1m/seed$2"
-  local cmd=(python scripts/train_policy.py --task "$task" --seed "$seed"
-    --randomization "configs/robustify/$lower.yaml" --config "configs/train/${lower}_ppo_compensated.yaml"
-    --timesteps "$steps" --init-from "policies/$task/robust/seed$seed" --no-progress --out "$out")
-  "${PYTHON:-python}" "${cmd[@]:1}" \
-    && "${PYTHON:-python}" scripts/compensate_policy.py "$out" "policies/$task/robust/seed$seed" \
-      --estimate --filter default --manifest --train-command "${cmd[*]}" \
-      --note "estimated online per episode; training continued from the shipped policy" \
-    || echo "FAILED: $task continued seed $seed"
+  for seed in 0 1 2; do compensated HalfCheetah continue "$seed" 500000; done
 }
 
 robust_a() { for seed in 0 1 2; do robust Hopper seed2 "$seed"; done; }
