@@ -36,7 +36,9 @@ robust() {  # robust TASK BEST_SIM_SEED SEED
 # policies/<task>/robust/seed<N>.
 # BEST_SIM_SEED "scratch": no warm start, the task's own configs/train/<task>_ppo_compensated.yaml;
 # "continue": the same config, started from the shipped robust policy itself (its weights, critic
-# included, and normalization) into runs/<task>/robust1m, shipped in its place.
+# included, and normalization) into runs/<task>/robust1m, shipped in its place; "longhorizon": the
+# same start, trained on configs/train/ppo_compensated_longhorizon.yaml (gamma 0.999) into
+# runs/<task>/robust_long, shipped in its place (session 8).
 compensated() {  # compensated TASK BEST_SIM_SEED SEED TIMESTEPS [FILTER_NOISE]
   local task="$1" best="$2" seed="$3" steps="$4" noise="${5:-default}" lower="${1,,}"
   local out="runs/$1/robust/seed$3" resume=() start=() note="estimated online per episode"
@@ -49,6 +51,10 @@ compensated() {  # compensated TASK BEST_SIM_SEED SEED TIMESTEPS [FILTER_NOISE]
   if [[ "$best" == continue ]]; then
     out="runs/$1/robust1m/seed$3" start=(--init-from "policies/$task/robust/seed$seed")
     note="$note; training continued from the shipped policy"
+  elif [[ "$best" == longhorizon ]]; then
+    out="runs/$1/robust_long/seed$3" start=(--init-from "policies/$task/robust/seed$seed")
+    config=configs/train/ppo_compensated_longhorizon.yaml
+    note="$note; training continued from the shipped policy with gamma 0.999"
   fi
   if ls "$out"/checkpoints/*_steps.zip >/dev/null 2>&1; then resume=(--resume); fi
   local cmd=(python scripts/train_policy.py --task "$task" --seed "$seed"
@@ -59,7 +65,11 @@ compensated() {  # compensated TASK BEST_SIM_SEED SEED TIMESTEPS [FILTER_NOISE]
       --estimate --filter "$noise" --manifest --train-command "${cmd[*]}" --note "$note" \
     || echo "FAILED: $task compensated seed $seed"
 }
-compensated_a() { for seed in 0 1 2; do compensated Hopper seed2 "$seed" 400000; done; }
+compensated_a() {
+  for seed in 0 1 2; do compensated Hopper seed2 "$seed" 400000; done
+  # Session 8: then 300k steps more with gamma 0.999 (docs/robustify.md, row 21).
+  for seed in 0 1 2; do compensated Hopper longhorizon "$seed" 300000; done
+}
 compensated_b() { for seed in 0 1 2; do compensated Walker2d seed0 "$seed" 400000; done; }
 compensated_c() {
   # InvertedPendulum: dropped readings replaced, no noise filtering (--filter 0): the filter's lag
@@ -122,6 +132,10 @@ lane_b() {  # $1 = variant
   train InvertedDoublePendulum "$1" 2
 }
 
+if [[ "$phase" == one ]]; then  # one TASK BEST_SIM_SEED SEED TIMESTEPS [FILTER_NOISE]: one compensated run
+  compensated "${@:2}"
+  exit 0
+fi
 if [[ "$phase" == robust || "$phase" == compensated ]]; then
   for lane in a b c; do
     if [[ "$lanes" == *"$lane"* ]] && declare -F "${phase}_$lane" >/dev/null; then
@@ -134,7 +148,7 @@ fi
 case "$phase" in
   all) variants=(sim dr) ;;
   sim | dr) variants=("$phase") ;;
-  *) echo "usage: $0 [sim|dr|robust|compensated|all] [a|b|c]" >&2; exit 2 ;;
+  *) echo "usage: $0 [sim|dr|robust|compensated|all] [a|b|c] | one TASK START SEED STEPS" >&2; exit 2 ;;
 esac
 for lane in a b; do
   if [[ "$lanes" == *"$lane"* ]]; then
