@@ -5,6 +5,7 @@
 # policies/, with its entry in policies/manifest.yaml.
 #
 # Usage: scripts/train_all.sh [sim|dr|robust|compensated|all] [a|b|c]   (default: sim and dr, lanes a b)
+#        scripts/train_all.sh one TASK START SEED STEPS [FILTER_NOISE]   (one run of "compensated" below)
 # "robust" trains the robustified dr policies of docs/robustify.md: ADR (configs/adr/<task>.yaml),
 # the last 4 commands in the actor's input and an asymmetric critic
 # (configs/train/<task>_ppo_robust.yaml), warm-started from the best sim-trained seed; an interrupted
