@@ -135,9 +135,29 @@ def _commands(text: str) -> list[str]:
     return commands
 
 
+def _earlier_outs(command: str) -> list[str]:
+    """The ``--out`` folders of the README commands before ``command``: a later command may
+    start from one (``--init-from``), as a reader running them in order would."""
+    commands = _commands(README.read_text())
+    outs = []
+    for earlier in commands[: commands.index(command)]:
+        words = shlex.split(earlier)
+        outs += [words[i + 1] for i, word in enumerate(words[:-1]) if word == "--out"]
+    return outs
+
+
 @pytest.mark.parametrize("command", _commands(README.read_text()) or ["sim2real list"])
-def test_every_readme_command_parses(command: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(REPO)
+def test_every_readme_command_parses(
+    command: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    outs = _earlier_outs(command)
+    written = {Path(out).parts[0] for out in outs}  # kept out of the repository
+    for entry in REPO.iterdir():  # the repository, seen from a folder the test may write in
+        if entry.name not in written:
+            (tmp_path / entry.name).symlink_to(entry)
+    for out in outs:
+        (tmp_path / out).mkdir(parents=True, exist_ok=True)
+    monkeypatch.chdir(tmp_path)
     try:
         build_parser().parse_args(shlex.split(command)[1:])
     except SystemExit as exit_:
