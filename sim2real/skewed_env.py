@@ -174,6 +174,7 @@ class SkewedEnv(gym.Wrapper):
             and step_only_returns_observation(base)
         )
         self._stepping: list[Any] = [False, None]  # within our step; the reading before it
+        self._true_obs: np.ndarray | None = None  # the env's own observation after the last call
         self._served: tuple[list, Callable[[], np.ndarray]] | None = None
         self.pipeline = build_pipeline(self.point, self.context)
         self._set_pipeline(self.pipeline)
@@ -221,6 +222,7 @@ class SkewedEnv(gym.Wrapper):
                 self._model_skews.apply_drawn(self.pipeline.dynamics, episode)
             self._dynamics_of = point
         obs, info = self.env.reset(seed=seed, options=options)
+        self._true_obs = obs
         bias = self._sensors.bias
         if bias is not None:  # this episode's sensor offsets (Sensors.draw_bias, inlined)
             bias.draw(self._bias_rows())  # type: ignore[misc]
@@ -235,6 +237,8 @@ class SkewedEnv(gym.Wrapper):
             obs, reward, terminated, truncated, info = self.env.step(action)
         finally:
             stepping[0] = stepping[1] = None
+        # A served mid-step reading replaced the env's own observation (_install_physics_hook).
+        self._true_obs = None if self._serves_reading else obs
         if self._observe is not None:
             obs = self._observe(obs)
         return obs, reward, terminated, truncated, info
@@ -245,6 +249,20 @@ class SkewedEnv(gym.Wrapper):
         self._dynamics_of = None
         _CARRIERS.discard(self._base)
         super().close()
+
+    def true_observation(self) -> np.ndarray:
+        """The observation the sim variant would return now: the env's own, before any sensing
+        skew or latency (what an asymmetric critic sees). Reuses the one the last reset or step
+        computed; computes it when a mid-step reading took its place."""
+        if self._true_obs is not None:
+            return self._true_obs
+        if self._obs_fn is None:
+            raise AttributeError(
+                f"{type(self._base).__name__} has no _get_obs: pass obs_fn= to read its true "
+                "observation"
+            )
+        own = self._obs_fn if not self._own_obs else type(self._base)._get_obs.__get__(self._base)
+        return np.asarray(own())
 
     def applied_values(self) -> dict[str, Any]:
         """This episode's point (latencies as realized, in seconds)."""
@@ -390,7 +408,8 @@ class SkewedEnv(gym.Wrapper):
         the env's reward, termination and info never read it)."""
         attributes = self._base.__dict__
         attributes["_step_mujoco_simulation"] = self._physics_step
-        if self._skips_step_obs and self._capture_at is not None:
+        self._serves_reading = self._skips_step_obs and self._capture_at is not None
+        if self._serves_reading:
             served = self._served  # (the one kept for this box, without a call, at every reset)
             kept = served is not None and served[0] is self._captured
             attributes["_get_obs"] = served[1] if kept else self._served_obs()  # type: ignore[index]

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sim2real
-from sim2real.skewed_env import SkewedEnv
+from sim2real.skewed_env import SkewedEnv, find_skewed_env
 
 STEPS = 60
 
@@ -491,3 +491,30 @@ def test_control_jitter_is_visible_and_leaves_the_other_streams_alone():
     assert info["skews"]["timing.control_jitter_s"] == pytest.approx(0.004)
     text = sim2real.describe(jittered, show=False)
     assert "timing.control_jitter_s" in text and "2 substeps of 0.002 s" in text
+
+
+@pytest.mark.parametrize(
+    "real",
+    [
+        {},
+        {"sensing": {"noise_std": 0.05, "bias_std": 0.02, "dropout_prob": 0.2}},
+        {"timing": {"obs_latency_s": 0.016}},  # whole control steps
+        {"timing": {"obs_latency_s": 0.006}, "sensing": {"noise_std": 0.05}},  # mid-step reading
+        {"timing": {"obs_latency_s": 0.014, "action_latency_s": 0.01}},
+    ],
+)
+def test_true_observation_is_the_env_own_observation_without_sensing_or_latency(real):
+    """What the asymmetric critic sees: the env's own observation at the current state, never
+    the skewed reading the policy receives (reused from the step, or computed when a mid-step
+    reading took its place)."""
+    _, env = sim2real.make_pair("Hopper", real=real)
+    base, skewed = env.unwrapped, find_skewed_env(env)
+    own = type(base)._get_obs.__get__(base)
+    obs, _ = env.reset(seed=1)
+    np.testing.assert_array_equal(skewed.true_observation(), own())
+    differs = False
+    for action in actions(env, 30):
+        obs, *_ = env.step(action)
+        np.testing.assert_array_equal(skewed.true_observation(), own())
+        differs |= not np.array_equal(obs, own())
+    assert differs == bool(real)

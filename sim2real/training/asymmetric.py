@@ -68,18 +68,21 @@ class PrivilegedObservation(gym.Wrapper):
     def __init__(self, env: gym.Env, fields: Sequence[str]) -> None:
         super().__init__(env)
         self.fields = list(fields)
+        self._skewed = find_skewed_env(env)
         true_dim = int(np.prod(env.unwrapped.observation_space.shape))
         critic = gym.spaces.Box(-np.inf, np.inf, (true_dim + len(self.fields),), np.float64)
         self.observation_space = gym.spaces.Dict({"actor": env.observation_space, "critic": critic})
         self._point = np.zeros(len(self.fields))
 
     def _observation(self, obs: np.ndarray) -> dict[str, np.ndarray]:
-        true = np.asarray(self.env.unwrapped._get_obs(), dtype=np.float64).ravel()
+        skewed = self._skewed
+        own = skewed.true_observation() if skewed is not None else self.env.unwrapped._get_obs()
+        true = np.asarray(own, dtype=np.float64).ravel()
         return {"actor": obs, "critic": np.concatenate([true, self._point])}
 
     def reset(self, **kwargs: Any):
         obs, info = self.env.reset(**kwargs)
-        skewed = find_skewed_env(self.env)
+        skewed = self._skewed
         values = skewed.applied_values() if skewed is not None else {}
         self._point = point_vector(values, self.fields)
         return self._observation(obs), info
