@@ -165,6 +165,11 @@ def make(
     optionally, a domain randomization drawn around them each episode; with
     ``history=K`` each observation carries the last K commands (or a mapping
     ``{commands: K, observations: K}``; :mod:`sim2real.history`)."""
+    if "real" in env_kwargs:  # make_pair's spelling: it would reach the env constructor
+        raise TypeError(
+            "make() takes the skews of one env as skews=..., not real= "
+            "(make_pair(task, real=...) builds the sim and real variants)"
+        )
     if history is not None:
         from sim2real.history import History, HistoryObservation
 

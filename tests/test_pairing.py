@@ -165,6 +165,11 @@ def test_a_task_that_is_not_an_env_names_the_env_argument(task):
         sim2real.make(task)
 
 
+def test_make_names_its_skews_argument_when_given_make_pairs_real():
+    with pytest.raises(TypeError, match=r"skews=\.\.\., not real="):
+        sim2real.make("Hopper", real="harsh")
+
+
 @pytest.mark.parametrize(
     ("real", "message"),
     [
