@@ -19,6 +19,11 @@ policy's own randomization (dynamics and actuation only).
 
     python scripts/compensate_policy.py runs/Hopper/robust/seed0 policies/Hopper/robust/seed0 \
         --estimate --filter default
+
+With ``--strengths LOW:HIGH:STEP`` (or a comma-separated list) the estimate also scores
+each candidate motor strength (x the nominal gear) with the delay, and the prediction runs
+on the best: a robot weaker or heavier than the model otherwise turns every command in
+flight into a wrong prediction.
 """
 
 from __future__ import annotations
@@ -45,6 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--max-latency", type=float, default=0.08, help="seconds (--estimate)")
     parser.add_argument(
+        "--strengths",
+        metavar="LOW:HIGH:STEP",
+        help="candidate motor strengths to estimate with the delay (--estimate), x nominal gear",
+    )
+    parser.add_argument(
         "--filter",
         metavar="NOISE",
         help="filter the readings: the sensors' noise, a preset name or comma-separated numbers",
@@ -65,6 +75,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: source {args.source} holds no model.zip", file=sys.stderr)
         return 2
     meta = json.loads((args.source / "metadata.json").read_text())
+    try:
+        strengths = _strengths(args.strengths) if args.strengths else ()
+        if strengths and not args.estimate:
+            raise ValueError("needs --estimate (the strength is estimated with the delay)")
+    except ValueError as error:
+        print(f"error: --strengths {args.strengths}: {error}", file=sys.stderr)
+        return 2
     try:
         noise = _filter_noise(args.filter, meta) if args.filter else None
     except ValueError as error:
@@ -88,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         args.estimate,
         args.max_latency,
         filter=state_filter,
+        strengths=strengths,
     )
     meta["latency_compensation"] = {**compensation.to_dict(), "source": args.note}
     meta["compensated_from"] = str(args.source)
@@ -166,10 +184,29 @@ def _filter_noise(value: str, meta: dict) -> list[float]:
     return numbers * dim if len(numbers) == 1 else numbers
 
 
+def _strengths(value: str) -> tuple[float, ...]:
+    """Candidate strengths from ``LOW:HIGH:STEP`` (both ends included) or ``a,b,c``."""
+    try:
+        if ":" in value:
+            low, high, step = (float(v) for v in value.split(":"))
+            if not (np.isfinite([low, high, step]).all() and 0 < low <= high and step > 0):
+                raise ValueError
+            numbers = np.arange(low, high + step / 2, step).round(6).tolist()
+        else:
+            numbers = [float(v) for v in value.split(",")]
+    except ValueError:
+        numbers = []
+    if not numbers or not all(np.isfinite(numbers)) or min(numbers) <= 0:
+        raise ValueError("not LOW:HIGH:STEP with 0 < LOW <= HIGH, STEP > 0, nor numbers > 0")
+    return tuple(numbers)
+
+
 def _describe(compensation: dict) -> str:
     if compensation.get("estimate"):
         bound = compensation["max_latency_s"]
         text = f"latency compensation, total delay estimated online (up to {bound} s)"
+        if compensation.get("strengths"):
+            text += " with the motor strength"
     else:
         text = (
             f"latency compensation {compensation['obs_latency_s']} s + "

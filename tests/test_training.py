@@ -532,3 +532,67 @@ def test_compensate_policy_refuses_a_bad_filter_before_any_work(tmp_path: Path, 
         assert module.main([str(source), str(dest), "--filter", value]) == 2
         assert message in capsys.readouterr().err
         assert not dest.exists()  # refused before any work
+    for value, message in [
+        ("1.2:0.5:0.1", "not LOW:HIGH:STEP"),
+        ("0.5,nan", "numbers > 0"),
+        ("0.5:1.2:0", "not LOW:HIGH:STEP"),
+    ]:
+        dest = tmp_path / "strengths"
+        assert module.main([str(robust), str(dest), "--estimate", "--strengths", value]) == 2
+        assert message in capsys.readouterr().err
+        assert not dest.exists()
+    assert module.main([str(robust), str(tmp_path / "s"), "--strengths", "0.8,1.0"]) == 2
+    assert "needs --estimate" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("task", "skews", "strength", "delay"),
+    [("InvertedDoublePendulum", {"dynamics": {"actuator_strength": 0.7}}, 0.7, (0, 0)),
+     ("InvertedDoublePendulum", {"dynamics": {"actuator_strength": 0.8},
+                                 "timing": {"obs_latency_s": 0.04, "action_latency_s": 0.02}},
+      0.8, (4, 2)),
+     ("Hopper", {"dynamics": {"actuator_strength": 0.9},
+                 "timing": {"obs_latency_s": 0.02, "action_latency_s": 0.01}}, 0.9, (10, 5)),
+     ("Hopper", {}, 1.0, (0, 0))],
+)  # fmt: skip
+def test_delay_estimator_finds_the_motor_strength_with_the_delay(
+    task: str, skews: dict, strength: float, delay: tuple[int, int]
+) -> None:
+    """Known truth: on a noiseless stream of a robot whose motors deliver ``strength`` of
+    their nominal torque, the joint estimate is that strength and the true delays, and the
+    prediction then runs on the robot's own gear (the sim variant: 1.0, no delay)."""
+    import numpy as np
+
+    from sim2real.training.compensation import LatencyCompensation, LatencyPredictor
+
+    env = sim2real.make(task, skews)
+    candidates = tuple(np.arange(0.5, 1.21, 0.1).round(2))
+    compensation = LatencyCompensation(estimate=True, max_latency_s=0.08, strengths=candidates)
+    predictor = LatencyPredictor(task, compensation)
+    rng = np.random.default_rng(0)
+    obs, _ = env.reset(seed=3)
+    for step in range(12):
+        predictor.predict(obs[None], np.array([step == 0]))
+        action = rng.uniform(-0.5, 0.5, env.action_space.shape)
+        predictor.record(action[None])
+        obs, *_ = env.step(action)
+    predictor.predict(obs[None], np.array([False]))
+    assert predictor.split(0) == delay
+    assert predictor.strength(0) == strength
+    nominal = predictor._nominal_gear
+    np.testing.assert_array_equal(predictor._model.actuator_gear, nominal * strength)
+
+
+def test_strength_candidates_are_checked() -> None:
+    from sim2real.training.compensation import LatencyCompensation
+
+    loaded = LatencyCompensation.load({"estimate": True, "strengths": [0.8, 1.0]})
+    assert loaded.strengths == (0.8, 1.0) and loaded.to_dict()["strengths"] == [0.8, 1.0]
+    assert "strengths" not in LatencyCompensation.load({"estimate": True}).to_dict()
+    for bad, message in [
+        ({"estimate": True, "strengths": [0.8, float("inf")]}, "finite and > 0"),
+        ({"estimate": True, "strengths": [0.0, 1.0]}, "finite and > 0"),
+        ({"strengths": [0.8, 1.0]}, "need estimate"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            LatencyCompensation.load(bad)

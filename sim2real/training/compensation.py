@@ -53,6 +53,15 @@ class LatencyCompensation:
         estimate: estimate the total delay online, per episode (:class:`DelayEstimator`).
         max_latency_s: the largest total delay the estimate considers.
         estimate_steps: informative steps per episode the estimate uses before it holds.
+        strengths: with ``estimate``, candidate motor strengths (x the nominal gear) that
+            the estimate scores jointly with the delay; the prediction then runs on the
+            best one. A Smith predictor whose model drives the robot harder than the robot
+            moves mispredicts every command in flight: on InvertedDoublePendulum, a robot
+            with 0.8 strength and 1.2x mass under 60 ms (``harsh`` without its sensing)
+            falls within 25 steps on the nominal model and balances on the true one
+            (docs/robustify.md). Uniformly heavier links are the same as weaker motors
+            to a pendulum (gravity and inertia scale together), so the candidates cover
+            ``strength / mass``. Empty: the nominal model only.
     """
 
     obs_latency_s: float = 0.0
@@ -61,6 +70,7 @@ class LatencyCompensation:
     max_latency_s: float = 0.08
     estimate_steps: int = 50
     filter: StateFilter | None = None
+    strengths: tuple[float, ...] = ()
 
     _KEYS = (
         "obs_latency_s",
@@ -69,6 +79,7 @@ class LatencyCompensation:
         "max_latency_s",
         "estimate_steps",
         "filter",
+        "strengths",
     )
 
     @classmethod
@@ -88,6 +99,7 @@ class LatencyCompensation:
             float(value.get("max_latency_s", cls.max_latency_s)),
             int(value.get("estimate_steps", cls.estimate_steps)),
             StateFilter.load(value.get("filter")),
+            tuple(float(v) for v in np.ravel(value.get("strengths", ()))),
         )
         numbers = (compensation.obs_latency_s, compensation.action_latency_s,
                    compensation.max_latency_s)  # fmt: skip
@@ -95,6 +107,11 @@ class LatencyCompensation:
             raise ValueError("latency_compensation: latencies must be finite and >= 0 s")
         if compensation.estimate_steps < 1:
             raise ValueError("latency_compensation: estimate_steps must be >= 1")
+        strengths = compensation.strengths
+        if strengths and not (all(np.isfinite(strengths)) and min(strengths) > 0):
+            raise ValueError("latency_compensation: strengths must be finite and > 0")
+        if strengths and not compensation.estimate:
+            raise ValueError("latency_compensation: strengths are estimated: they need estimate")
         return compensation
 
     def to_dict(self) -> dict[str, Any]:
@@ -107,6 +124,8 @@ class LatencyCompensation:
                        estimate_steps=self.estimate_steps)  # fmt: skip
         if self.filter is not None:
             out["filter"] = self.filter.to_dict()
+        if self.strengths:
+            out["strengths"] = list(self.strengths)
         return out
 
 
@@ -177,29 +196,42 @@ def steady_state_gain(
 
 
 class DelayEstimator:
-    """The loop delays of each row's episode, in substeps, from its stream.
+    """The loop delays of each row's episode, in substeps, and the robot's motor strength,
+    from its stream.
 
     Every transition ``obs[t-1] -> obs[t]`` is predicted on the nominal model under
-    each candidate delay, and its error (squared, each dimension scaled by the task's
-    ``default`` sensor noise) is summed per candidate: per split ``(L_o, L_a)`` while
-    some candidate's readings are not yet fresh (the first ``max_delay`` substeps),
-    per total once they all are. The score of a total is its best split's start
-    error plus its fresh error; the estimate moves to the best total only when it
-    beats the current one by :attr:`MARGIN` (a likelihood-ratio margin: transitions
-    that cannot tell delays apart leave it in place). It uses the first ``steps``
+    each candidate delay (and each candidate strength: the model's gear scaled), and
+    its error (squared, each dimension scaled by the task's ``default`` sensor noise)
+    is summed per candidate: per split ``(L_o, L_a)`` while some candidate's readings
+    are not yet fresh (the first ``max_delay`` substeps), per total once they all
+    are. The score of a total is its best split's start error plus its fresh error;
+    the estimate moves to the best total only when it beats the current one by
+    :attr:`MARGIN` (a likelihood-ratio margin: transitions that cannot tell delays
+    apart leave it in place). Delays and strengths are scored as pairs: a weaker
+    robot also looks like a later one. It uses the first ``steps``
     fresh transitions of an episode, then holds. Transitions from an observation
     that does not determine the state (a clipped velocity) are skipped.
     """
 
     MARGIN = 4.0  # scaled squared error by which a total must beat the current one
 
-    def __init__(self, task: str, obs_dim: int, max_delay: int, steps: int, prior: tuple) -> None:
+    def __init__(
+        self,
+        task: str,
+        obs_dim: int,
+        max_delay: int,
+        steps: int,
+        prior: tuple,
+        strengths: tuple[float, ...] = (),
+    ) -> None:
         from sim2real.skews.sensing import per_dimension
         from sim2real.tasks import get_task
 
         self.max_delay = max_delay
         self.steps = steps
         self.prior = prior if sum(prior) <= max_delay else (max_delay, 0)
+        self.strengths = tuple(sorted({1.0, *strengths}))  # the nominal model is the prior
+        self._nominal = self.strengths.index(1.0)
         presets = get_task(task).presets
         noise = presets["default"].sensing.noise_std if "default" in presets else 0.0
         scale = np.asarray(per_dimension(noise, obs_dim, "noise"), dtype=float)
@@ -208,60 +240,71 @@ class DelayEstimator:
         obs_lag, action_lag = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
         valid = obs_lag + action_lag <= max_delay
         self.pairs = list(zip(obs_lag[valid].tolist(), action_lag[valid].tolist(), strict=True))
-        self._start: list[np.ndarray] = []  # per split, indexed [L_o, L_a]; inf where invalid
-        self._fresh: list[np.ndarray] = []  # per total
+        self._start: list[np.ndarray] = []  # per strength and split [s, L_o, L_a]; inf if invalid
+        self._fresh: list[np.ndarray] = []  # per strength and total [s, d]
         self._used: list[int] = []
         self._current: list[tuple[int, int]] = []
+        self._strength: list[int] = []  # index into strengths
         self._invalid = ~valid
+        # Per total d, the splits on its anti-diagonal L_o + L_a = d.
+        self._diagonals = [(np.arange(d, -1, -1), np.arange(d + 1)) for d in range(n)]
 
     def reset(self, row: int) -> None:
-        n = self.max_delay + 1
+        n, count = self.max_delay + 1, len(self.strengths)
         while len(self._used) <= row:
-            self._start.append(np.zeros((n, n)))
-            self._fresh.append(np.zeros(n))
+            self._start.append(np.zeros((count, n, n)))
+            self._fresh.append(np.zeros((count, n)))
             self._used.append(0)
             self._current.append(self.prior)
+            self._strength.append(self._nominal)
         self._start[row][:] = 0.0
-        self._start[row][self._invalid] = np.inf
+        self._start[row][:, self._invalid] = np.inf
         self._fresh[row][:] = 0.0
         self._used[row] = 0
         self._current[row] = self.prior
+        self._strength[row] = self._nominal
 
     def split(self, row: int) -> tuple[int, int]:
         """The current estimate ``(L_o, L_a)`` in substeps (the prior until the stream
         says otherwise; past the start only its total is identified)."""
         return self._current[row]
 
+    def strength(self, row: int) -> float:
+        """The current estimate of the robot's motor strength (x nominal gear)."""
+        return self.strengths[self._strength[row]]
+
     def wants(self, row: int) -> bool:
         return self._used[row] < self.steps
 
     def add_start(self, row: int, errors: np.ndarray) -> None:
-        """One start transition's errors per split (``errors[L_o, L_a]``)."""
+        """One start transition's errors per strength and split (``errors[s, L_o, L_a]``)."""
         self._start[row] += errors
         self._decide(row)
 
     def add_fresh(self, row: int, errors: np.ndarray) -> None:
-        """One fresh transition's errors per total delay."""
+        """One fresh transition's errors per strength and total delay (``errors[s, d]``)."""
         self._fresh[row] += errors
         self._used[row] += 1
         self._decide(row)
 
     def _decide(self, row: int) -> None:
-        start, n = self._start[row], self.max_delay + 1
-        # Per total d: the best split's start error (the anti-diagonal L_o + L_a = d).
-        flipped = start[:, ::-1]
-        per_total = np.array([np.min(np.diagonal(flipped, n - 1 - d)) for d in range(n)])
+        start = self._start[row]
+        # Per strength and total d: the best split's start error (on d's anti-diagonal).
+        per_total = np.stack([start[:, lo, la].min(axis=1) for lo, la in self._diagonals], 1)
         score = per_total + self._fresh[row]
-        best = int(np.argmin(score))
-        current = sum(self._current[row])
-        if score[current] - score[best] > self.MARGIN or (
-            best == current and self._current[row] != self._best_split(row, best)
+        strength, total = np.unravel_index(int(np.argmin(score)), score.shape)
+        strength, total = int(strength), int(total)
+        current = (self._strength[row], sum(self._current[row]))
+        if score[current] - score[strength, total] > self.MARGIN or (
+            (strength, total) == current
+            and self._current[row] != self._best_split(row, strength, total)
         ):
-            self._current[row] = self._best_split(row, best)
+            self._current[row] = self._best_split(row, strength, total)
+            self._strength[row] = strength
 
-    def _best_split(self, row: int, total: int) -> tuple[int, int]:
+    def _best_split(self, row: int, strength: int, total: int) -> tuple[int, int]:
         lags = np.arange(total + 1)
-        action = int(lags[np.argmin(self._start[row][total - lags, lags])])
+        action = int(lags[np.argmin(self._start[row][strength, total - lags, lags])])
         return total - action, action
 
 
@@ -298,7 +341,10 @@ class LatencyPredictor:
                 round(compensation.max_latency_s / substep),
                 compensation.estimate_steps,
                 self._given,
+                compensation.strengths,
             )
+        self._nominal_gear = self._model.actuator_gear.copy()
+        self._gear_scale = 1.0  # the strength the model's gear is set to now
         self._commands: list[list[np.ndarray]] = []  # this episode's, from its start
         self._last_obs: list[np.ndarray | None] = []  # the last raw reading
         self._gain = None if compensation.filter is None else compensation.filter.gain()
@@ -313,6 +359,10 @@ class LatencyPredictor:
     def split(self, row: int) -> tuple[int, int]:
         """Row ``row``'s compensated ``(L_o, L_a)``, in substeps."""
         return self._given if self.estimator is None else self.estimator.split(row)
+
+    def strength(self, row: int) -> float:
+        """Row ``row``'s motor strength in the model (x nominal gear; 1 unless estimated)."""
+        return 1.0 if self.estimator is None else self.estimator.strength(row)
 
     def delay(self, row: int) -> int:
         """Row ``row``'s compensated total delay (observation + action), in substeps."""
@@ -362,6 +412,7 @@ class LatencyPredictor:
                 continue
             obs_lag, action_lag = self.split(row)
             now = len(sent) * fs  # the state the next command meets: at now + L_a
+            self._set_strength(self.strength(row))
             predicted[row] = self._roll(reading, max(now - obs_lag, 0), now + action_lag,
                                         sent, action_lag)  # fmt: skip
         return predicted
@@ -377,6 +428,7 @@ class LatencyPredictor:
         obs_lag, action_lag = self.split(row)
         fs, now = self._frame_skip, len(sent) * self._frame_skip
         begin, end = self._reading_interval(now, obs_lag)
+        self._set_strength(self.strength(row))
         prior = self._roll(last, begin, end, sent, action_lag)
         # Past the estimator's start window every candidate delay says the state moved.
         settled = self.estimator is None or now - fs >= self.estimator.max_delay
@@ -403,28 +455,42 @@ class LatencyPredictor:
                 self._commands[row].append(action.copy())
 
     def _estimate(self, row: int, before: np.ndarray, after: np.ndarray, sent: list) -> None:
-        """Score the candidate delays on the transition ``before`` -> ``after``."""
+        """Score the candidate delays (and strengths) on the transition ``before`` ->
+        ``after``."""
         if not self._invert.exact(before):
             return
         estimator, fs = self.estimator, self._frame_skip
         now, weight, n = len(sent) * fs, estimator.weight, estimator.max_delay + 1
+        strengths = estimator.strengths
         if now - fs >= estimator.max_delay:  # fresh under every delay: the total decides
-            errors = np.empty(n)
-            for d in range(n):
-                guess = self._roll(before, *self._reading_interval(now, d), sent, 0)
-                errors[d] = float(np.dot((after - guess) ** 2, weight))
+            errors = np.empty((len(strengths), n))
+            for s, strength in enumerate(strengths):
+                self._set_strength(strength)
+                for d in range(n):
+                    guess = self._roll(before, *self._reading_interval(now, d), sent, 0)
+                    errors[s, d] = float(np.dot((after - guess) ** 2, weight))
             estimator.add_fresh(row, errors)
             return
-        errors = np.full((n, n), np.inf)
-        seen: dict[tuple, float] = {}
-        for obs_lag, action_lag in estimator.pairs:
-            begin, end = self._reading_interval(now, obs_lag)
-            key = (begin, end, *self._commands_on(begin, end, action_lag))
-            if key not in seen:
-                guess = self._roll(before, begin, end, sent, action_lag)
-                seen[key] = float(np.dot((after - guess) ** 2, weight))
-            errors[obs_lag, action_lag] = seen[key]
+        errors = np.full((len(strengths), n, n), np.inf)
+        for s, strength in enumerate(strengths):
+            self._set_strength(strength)
+            seen: dict[tuple, float] = {}
+            for obs_lag, action_lag in estimator.pairs:
+                begin, end = self._reading_interval(now, obs_lag)
+                key = (begin, end, *self._commands_on(begin, end, action_lag))
+                if key not in seen:
+                    guess = self._roll(before, begin, end, sent, action_lag)
+                    seen[key] = float(np.dot((after - guess) ** 2, weight))
+                errors[s, obs_lag, action_lag] = seen[key]
         estimator.add_start(row, errors)
+
+    def _set_strength(self, strength: float) -> None:
+        """Scale the model's gear to ``strength`` x nominal (as ``dynamics.actuator_strength``
+        does on a robot). The quantity ``mj_setConst`` derives from a gear
+        (``actuator_acc0``) serves muscles and servo damping only, not these motors."""
+        if strength != self._gear_scale:
+            np.multiply(self._nominal_gear, strength, out=self._model.actuator_gear)
+            self._gear_scale = strength
 
     def _reading_interval(self, now: int, obs_lag: int) -> tuple[int, int]:
         """The substeps between the states that the last two readings show, when the
