@@ -39,11 +39,14 @@ robust() {  # robust TASK BEST_SIM_SEED SEED
 # "continue": the same config, started from the shipped robust policy itself (its weights, critic
 # included, and normalization) into runs/<task>/robust1m, shipped in its place; "longhorizon": the
 # same start, trained on configs/train/ppo_compensated_longhorizon.yaml (gamma 0.999) into
-# runs/<task>/robust_long, shipped in its place (session 8).
+# runs/<task>/robust_long, shipped in its place (session 8); "noisy": the same start, trained on
+# configs/robustify/<task_lower>_noisy.yaml (sensor noise 1-4x the default preset's) into
+# runs/<task>/robust_noisy3, compensated with the motor strength estimated too (session 11).
 compensated() {  # compensated TASK BEST_SIM_SEED SEED TIMESTEPS [FILTER_NOISE]
   local task="$1" best="$2" seed="$3" steps="$4" noise="${5:-default}" lower="${1,,}"
   local out="runs/$1/robust/seed$3" resume=() start=() note="estimated online per episode"
-  local config=configs/train/ppo_compensated.yaml
+  local config=configs/train/ppo_compensated.yaml randomization="configs/robustify/$lower.yaml"
+  local extra=()
   if [[ "$best" == scratch || "$best" == continue ]]; then
     config="configs/train/${lower}_ppo_compensated.yaml"
   else
@@ -56,14 +59,18 @@ compensated() {  # compensated TASK BEST_SIM_SEED SEED TIMESTEPS [FILTER_NOISE]
     out="runs/$1/robust_long/seed$3" start=(--init-from "policies/$task/robust/seed$seed")
     config=configs/train/ppo_compensated_longhorizon.yaml
     note="$note; training continued from the shipped policy with gamma 0.999"
+  elif [[ "$best" == noisy ]]; then
+    out="runs/$1/robust_noisy3/seed$3" start=(--init-from "policies/$task/robust/seed$seed")
+    randomization="configs/robustify/${lower}_noisy.yaml" extra=(--strengths 0.5:1.2:0.05)
+    note="$note, with the motor strength; trained from the shipped robust policy on noisier sensors"
   fi
   if ls "$out"/checkpoints/*_steps.zip >/dev/null 2>&1; then resume=(--resume); fi
   local cmd=(python scripts/train_policy.py --task "$task" --seed "$seed"
-    --randomization "configs/robustify/$lower.yaml" --config "$config"
+    --randomization "$randomization" --config "$config"
     --timesteps "$steps" "${start[@]}" --no-progress --out "$out")
   "${PYTHON:-python}" "${cmd[@]:1}" "${resume[@]}" \
     && "${PYTHON:-python}" scripts/compensate_policy.py "$out" "policies/$task/robust/seed$seed" \
-      --estimate --filter "$noise" --manifest --train-command "${cmd[*]}" --note "$note" \
+      --estimate --filter "$noise" "${extra[@]}" --manifest --train-command "${cmd[*]}" --note "$note" \
     || echo "FAILED: $task compensated seed $seed"
 }
 compensated_a() {
@@ -77,6 +84,8 @@ compensated_c() {
   # under 60 ms of latency made it fall on harsh (docs/robustify.md, row 17's notes).
   for seed in 0 1 2; do compensated InvertedPendulum seed0 "$seed" 50000 0; done
   for seed in 0 1 2; do compensated InvertedDoublePendulum seed0 "$seed" 200000; done
+  # Session 11: then 400k steps on noisier sensors, the strength estimated (docs/robustify.md).
+  for seed in 0 1 2; do compensated InvertedDoublePendulum noisy "$seed" 400000; done
   # HalfCheetah from scratch: a warm start from the session-6 sim policies collapsed (docs/robustify.md).
   # The shipped seeds then trained 500k steps more from those 500k policies (1M in all; session 7).
   for seed in 0 1 2; do compensated HalfCheetah scratch "$seed" 500000; done
