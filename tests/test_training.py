@@ -596,3 +596,27 @@ def test_strength_candidates_are_checked() -> None:
     ]:
         with pytest.raises(ValueError, match=message):
             LatencyCompensation.load(bad)
+
+
+def test_preset_parts_builds_each_part_from_the_preset_and_refuses_unknown_ones(capsys) -> None:
+    """scripts/preset_parts.py: a part takes exactly the preset's values it names; a part
+    naming anything else is refused in one line before any episode (exit 2)."""
+    import importlib.util
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "preset_parts.py"
+    spec = importlib.util.spec_from_file_location("preset_parts", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sections = module.preset_sections("InvertedDoublePendulum", "harsh")
+    assert sections["dynamics"]["mass_scale"] == 1.2 and sections["timing"]["obs_latency_s"] == 0.04
+    assert module.part_skews("all", sections) == sections
+    assert set(module.part_skews("no-sensing", sections)) == {"dynamics", "actuation", "timing"}
+    assert module.part_skews("dynamics.mass_scale+timing", sections) == {
+        "dynamics": {"mass_scale": 1.2},
+        "timing": sections["timing"],
+    }
+    policy = data_dir("policies") / "InvertedDoublePendulum" / "robust" / "seed0"
+    for part in ("dynamics.gravity", "wind", "no-wind"):
+        assert module.main([str(policy), "--task", "InvertedDoublePendulum", "--parts", part]) == 2
+        error = capsys.readouterr().err
+        assert error.count("\n") == 1 and ("is not in the preset" in error or "no section" in error)
