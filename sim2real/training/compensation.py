@@ -412,9 +412,8 @@ class LatencyPredictor:
                 continue
             obs_lag, action_lag = self.split(row)
             now = len(sent) * fs  # the state the next command meets: at now + L_a
-            self._set_strength(self.strength(row))
             predicted[row] = self._roll(reading, max(now - obs_lag, 0), now + action_lag,
-                                        sent, action_lag)  # fmt: skip
+                                        sent, action_lag, self.strength(row))  # fmt: skip
         return predicted
 
     def _filter(self, row: int, raw: np.ndarray, sent: list) -> tuple[np.ndarray, bool]:
@@ -428,8 +427,7 @@ class LatencyPredictor:
         obs_lag, action_lag = self.split(row)
         fs, now = self._frame_skip, len(sent) * self._frame_skip
         begin, end = self._reading_interval(now, obs_lag)
-        self._set_strength(self.strength(row))
-        prior = self._roll(last, begin, end, sent, action_lag)
+        prior = self._roll(last, begin, end, sent, action_lag, self.strength(row))
         # Past the estimator's start window every candidate delay says the state moved.
         settled = self.estimator is None or now - fs >= self.estimator.max_delay
         gain = self._gain
@@ -465,21 +463,24 @@ class LatencyPredictor:
         if now - fs >= estimator.max_delay:  # fresh under every delay: the total decides
             errors = np.empty((len(strengths), n))
             for s, strength in enumerate(strengths):
-                self._set_strength(strength)
                 for d in range(n):
-                    guess = self._roll(before, *self._reading_interval(now, d), sent, 0)
+                    begin, end = self._reading_interval(now, d)
+                    guess = self._roll(before, begin, end, sent, 0, strength)
                     errors[s, d] = float(np.dot((after - guess) ** 2, weight))
             estimator.add_fresh(row, errors)
             return
+        # Splits that replay the same substeps with the same commands give the same guess.
+        cells = []
+        for obs_lag, action_lag in estimator.pairs:
+            begin, end = self._reading_interval(now, obs_lag)
+            key = (begin, end, *self._commands_on(begin, end, action_lag))
+            cells.append((obs_lag, action_lag, begin, end, key))
         errors = np.full((len(strengths), n, n), np.inf)
         for s, strength in enumerate(strengths):
-            self._set_strength(strength)
             seen: dict[tuple, float] = {}
-            for obs_lag, action_lag in estimator.pairs:
-                begin, end = self._reading_interval(now, obs_lag)
-                key = (begin, end, *self._commands_on(begin, end, action_lag))
+            for obs_lag, action_lag, begin, end, key in cells:
                 if key not in seen:
-                    guess = self._roll(before, begin, end, sent, action_lag)
+                    guess = self._roll(before, begin, end, sent, action_lag, strength)
                     seen[key] = float(np.dot((after - guess) ** 2, weight))
                 errors[s, obs_lag, action_lag] = seen[key]
         estimator.add_start(row, errors)
@@ -503,13 +504,20 @@ class LatencyPredictor:
         return [max((substep - action_lag) // fs, 0) for substep in range(begin, end)]
 
     def _roll(
-        self, obs: np.ndarray, begin: int, end: int, sent: list, action_lag: int
+        self,
+        obs: np.ndarray,
+        begin: int,
+        end: int,
+        sent: list,
+        action_lag: int,
+        strength: float = 1.0,
     ) -> np.ndarray:
-        """The observation after stepping the nominal model from the state ``obs``
-        implies over substeps ``[begin, end)``, where substep ``s`` carries command
-        ``max((s - action_lag) // frame_skip, 0)``."""
+        """The observation after stepping the model (its motors at ``strength`` x nominal)
+        from the state ``obs`` implies over substeps ``[begin, end)``, where substep ``s``
+        carries command ``max((s - action_lag) // frame_skip, 0)``."""
         import mujoco
 
+        self._set_strength(strength)
         if end <= begin:
             return obs.copy()
         model, data, fs = self._model, self._data, self._frame_skip
