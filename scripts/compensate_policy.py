@@ -24,6 +24,10 @@ With ``--strengths LOW:HIGH:STEP`` (or a comma-separated list) the estimate also
 each candidate motor strength (x the nominal gear) with the delay, and the prediction runs
 on the best: a robot weaker or heavier than the model otherwise turns every command in
 flight into a wrong prediction.
+
+With ``--checkpoint STEPS`` the copy is made of the source's checkpoint at STEPS training
+steps (``checkpoints/rl_model_<STEPS>_steps.zip`` and its VecNormalize file) rather than
+its final model: an earlier stop of the same command, recorded in the copy's metadata.
 """
 
 from __future__ import annotations
@@ -60,6 +64,12 @@ def main(argv: list[str] | None = None) -> int:
         help="filter the readings: the sensors' noise, a preset name or comma-separated numbers",
     )
     parser.add_argument(
+        "--checkpoint",
+        type=int,
+        metavar="STEPS",
+        help="copy the source's checkpoint at STEPS training steps instead of its final model",
+    )
+    parser.add_argument(
         "--filter-episodes", type=int, default=20, help="episodes to measure the model's error"
     )
     parser.add_argument("--note", default="the default robot's latency, as calibration measures it")
@@ -71,10 +81,13 @@ def main(argv: list[str] | None = None) -> int:
         help="the command that trained the source (the manifest lists it before this one)",
     )
     args = parser.parse_args(argv)
-    if not (args.source / "model.zip").is_file():
-        print(f"error: source {args.source} holds no model.zip", file=sys.stderr)
+    files = _policy_files(args.source, args.checkpoint)
+    if isinstance(files, str):
+        print(f"error: {files}", file=sys.stderr)
         return 2
     meta = json.loads((args.source / "metadata.json").read_text())
+    if args.checkpoint is not None:
+        meta["checkpoint_steps"] = args.checkpoint  # an earlier stop of the training command
     try:
         strengths = _strengths(args.strengths) if args.strengths else ()
         if strengths and not args.estimate:
@@ -88,15 +101,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --filter {args.filter}: {error}", file=sys.stderr)
         return 2
     args.dest.mkdir(parents=True, exist_ok=True)
-    for name in ("model.zip", "vecnormalize.pkl"):
-        if (args.source / name).is_file():
-            shutil.copy2(args.source / name, args.dest / name)
+    for name, path in files.items():
+        shutil.copy2(path, args.dest / name)
     from sim2real.training.compensation import LatencyCompensation, StateFilter, measure_process_std
 
     state_filter = None
     if noise is not None:
         process = measure_process_std(
-            meta["task"], str(args.source), meta["randomization"], episodes=args.filter_episodes
+            meta["task"], str(args.dest), meta["randomization"], episodes=args.filter_episodes
         )
         state_filter = StateFilter(tuple(noise), tuple(round(float(v), 6) for v in process))
     compensation = LatencyCompensation(
@@ -148,6 +160,9 @@ def _list(args: argparse.Namespace, meta: dict, argv: list[str] | None) -> None:
             "git_commit": meta["git_commit"],
             "compensated_at_commit": meta["compensated_at_commit"],
             "timesteps": meta["timesteps"],
+            **(
+                {"checkpoint_steps": meta["checkpoint_steps"]} if "checkpoint_steps" in meta else {}
+            ),
             "method": f"{_method(meta)}; {_describe(compensation)}",
             "sim_return": {
                 "mean": round(float(np.mean(returns)), 1),
@@ -157,6 +172,32 @@ def _list(args: argparse.Namespace, meta: dict, argv: list[str] | None) -> None:
             },
         }
     )
+
+
+def _policy_files(source: Path, checkpoint: int | None) -> dict[str, Path] | str:
+    """The files to copy, by their name in the copy, or why the source has none."""
+    if checkpoint is None:
+        if not (source / "model.zip").is_file():
+            return f"source {source} holds no model.zip"
+        files = {"model.zip": source / "model.zip"}
+        if (source / "vecnormalize.pkl").is_file():
+            files["vecnormalize.pkl"] = source / "vecnormalize.pkl"
+        return files
+    model = source / "checkpoints" / f"rl_model_{checkpoint}_steps.zip"
+    if not model.is_file():
+        saved = sorted(
+            int(p.name.split("_")[-2])
+            for p in (source / "checkpoints").glob("rl_model_*_steps.zip")
+        )
+        listed = ", ".join(map(str, saved)) or "none"
+        return (
+            f"--checkpoint {checkpoint}: {source} has no checkpoint at that step (it has {listed})"
+        )
+    files = {"model.zip": model}
+    normalize = model.with_name(f"rl_model_vecnormalize_{checkpoint}_steps.pkl")
+    if normalize.is_file():
+        files["vecnormalize.pkl"] = normalize
+    return files
 
 
 def _filter_noise(value: str, meta: dict) -> list[float]:

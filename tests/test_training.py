@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 
 import gymnasium as gym
@@ -543,6 +544,33 @@ def test_compensate_policy_refuses_a_bad_filter_before_any_work(tmp_path: Path, 
         assert not dest.exists()
     assert module.main([str(robust), str(tmp_path / "s"), "--strengths", "0.8,1.0"]) == 2
     assert "needs --estimate" in capsys.readouterr().err
+
+
+def test_compensate_policy_copies_the_checkpoint_it_is_given(tmp_path: Path, capsys) -> None:
+    """``--checkpoint STEPS`` copies that checkpoint's model and normalization (and says so in
+    the metadata); a step with no checkpoint is refused, listing those there are."""
+    import importlib.util
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "compensate_policy.py"
+    spec = importlib.util.spec_from_file_location("compensate_policy", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    run = tmp_path / "run"
+    shutil.copytree(data_dir("policies") / "Hopper" / "robust" / "seed0", run)
+    (run / "checkpoints").mkdir()
+    other = data_dir("policies") / "Hopper" / "robust" / "seed1"
+    shutil.copy2(other / "model.zip", run / "checkpoints" / "rl_model_50_steps.zip")
+    shutil.copy2(
+        other / "vecnormalize.pkl", run / "checkpoints" / "rl_model_vecnormalize_50_steps.pkl"
+    )
+    assert module.main([str(run), str(tmp_path / "none"), "--checkpoint", "60"]) == 2
+    assert "has no checkpoint at that step (it has 50)" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists()
+    dest = tmp_path / "copy"
+    assert module.main([str(run), str(dest), "--estimate", "--checkpoint", "50"]) == 0
+    for name in ("model.zip", "vecnormalize.pkl"):
+        assert (dest / name).read_bytes() == (other / name).read_bytes()
+    assert json.loads((dest / "metadata.json").read_text())["checkpoint_steps"] == 50
 
 
 @pytest.mark.parametrize(
