@@ -32,7 +32,9 @@ SKEWS = {
         "timing.total_latency_s",
         0.01,
     ),
+    "dropout 5 %": ({"sensing": {"dropout_prob": 0.05}}, "sensing.dropout_prob", 0.05),
 }
+RATES = ("sensing.dropout_prob",)  # fields whose size is a probability, not a scale
 
 
 def _summary(suspects, estimate) -> dict:
@@ -98,6 +100,8 @@ def _reference(task: str):
 def evidence(task: str, noise: float, obs, actions, field: str, truth: float) -> int | None:
     """The first step the physics shows the skew: :func:`first_evidence` on a noiseless
     stream, :func:`first_noisy_evidence` on a noisy one."""
+    if field in RATES:  # a dropped reading shows at once; nothing to locate
+        return None
     ref = _reference(task)
     if noise == 0:
         return first_evidence(ref, obs, actions)
@@ -331,12 +335,14 @@ def _right(episodes: list[dict], key: str, field: str) -> list[dict]:
 
 def _size(episodes: list[dict], key: str, field: str, truth: float) -> str:
     """Latency: how often the total delay is exact; dynamics: the median error of the size
-    as a share of the skew itself (|estimate - truth| / |truth - 1|)."""
+    as a share of the skew itself (|estimate - truth| / |truth - 1|); a rate: as a share of
+    the rate."""
     right = _right(episodes, key, field)
     if field == "timing.total_latency_s":
         exact = sum(1 for e in right if abs(e[key]["estimate"] - truth) < 1e-9)
         return f"exact {exact}/{len(episodes)}"
-    errs = [abs(e[key]["estimate"] - truth) / abs(truth - 1) for e in right]
+    spread = truth if field in RATES else abs(truth - 1)  # a rate's error relative to itself
+    errs = [abs(e[key]["estimate"] - truth) / spread for e in right]
     return f"{np.median(errs):.2f}" if errs else "-"
 
 

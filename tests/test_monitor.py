@@ -9,7 +9,14 @@ import pytest
 
 import sim2real
 from sim2real.remedies import monitor_stats as stats
-from sim2real.remedies.monitor import LATENCY, Monitored, SkewMonitor, sim_streams
+from sim2real.remedies.monitor import (
+    DROPOUT,
+    LATENCY,
+    STALE,
+    Monitored,
+    SkewMonitor,
+    sim_streams,
+)
 
 TASK = "Hopper"
 
@@ -312,6 +319,53 @@ def test_noisy_stream_alarms_and_names_the_skew(
     assert suspects[0].field == field
     if field == LATENCY:
         assert estimate.substeps == 20  # 40 ms in 2 ms substeps
+
+
+def test_opening_stale_readings_alarm_at_once_and_bound_the_latency(noisy: SkewMonitor) -> None:
+    """A 20 ms observation latency (2.5 Hopper control steps) repeats the episode's first
+    reading twice, noise and all (the latency delivers the first reading until a newer one
+    is due). The monitor alarms on the first repeat, names the latency with the bound the
+    repeats give (one repeat: at least one control step), keeps the stale readings out of
+    its other tests, and the delay profile, held above that bound, finds 10 substeps."""
+    policy = "policies/Hopper/sim/seed0"
+    skews = {"timing": {"obs_latency_s": 0.02}}
+    obs, actions = _longest(
+        sim_streams(TASK, policy, 0, seed=31, noise_std=0.01, skews=skews, lanes=2, episodes=2)
+    )
+    np.testing.assert_array_equal(obs[1], obs[0])
+    np.testing.assert_array_equal(obs[2], obs[0])
+    assert not np.array_equal(obs[3], obs[0])
+    noisy.reset()
+    states = [noisy.update(o, a) for o, a in zip(obs, actions, strict=False)]
+    first = next(s for s in states if s.alarm)
+    assert (first.alarm_step, first.channel) == (2, STALE)
+    assert first.suspects[0].field == LATENCY and first.estimate.substeps == 4
+    assert not states[1].used and not states[2].used  # no transition ends at a stale reading
+    assert states[4].used
+    suspects, estimate = noisy.identify()
+    assert suspects[0].field == LATENCY and estimate.substeps == 10
+
+
+def test_dropped_readings_are_named_with_their_rate(noisy: SkewMonitor) -> None:
+    """A reading dimension held at its last value while the model moves it is a dropped
+    reading: the monitor alarms on it and estimates the dropout rate, its 95 % interval
+    covering the truth; the sim variant's noisy stream has none (a repeat of a noisy value
+    has probability zero)."""
+    policy = "policies/Hopper/sim/seed0"
+    skews = {"sensing": {"dropout_prob": 0.1}}
+    obs, actions = _longest(
+        sim_streams(TASK, policy, 0, seed=41, noise_std=0.01, skews=skews, lanes=2, episodes=2)
+    )
+    state = _first_alarm(noisy, obs, actions)
+    assert state is not None and state.channel == STALE and state.alarm_step <= 10
+    suspects, estimate = noisy.identify()
+    assert suspects[0].field == DROPOUT and estimate.low <= 0.1 <= estimate.high
+    assert estimate.high - estimate.low < 0.1
+    obs, actions = _longest(sim_streams(TASK, policy, 0, seed=41, noise_std=0.01, episodes=2))
+    noisy.reset()
+    for o, a in zip(obs, actions, strict=False):
+        noisy.update(o, a)
+        assert noisy.predictor.stale is None
 
 
 def test_block_replay_with_a_delay_uses_the_commands_before_the_anchor() -> None:

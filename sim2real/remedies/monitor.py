@@ -32,6 +32,16 @@ of sequential test run on them:
   its anchor moved by +-1 noise sigma in each position dimension (sigma points),
   so the noise is pushed through the dynamics from that very state.
 
+A fourth check needs no threshold: a *stale reading*, a dimension that repeats its
+previous value exactly although the model says it moved (by more than
+:data:`STALE_SIGMAS` noise sigmas). Under continuous sensor noise that has
+probability zero on the simulator; on a robot it is a held or repeated packet. When
+the whole reading repeats from the episode's first on, it is an observation
+latency (before the first reading the toolkit's latency, like a sensor driver,
+delivers the first one): ``k`` repeats put the total delay at ``k`` control steps
+or more. Anywhere else, it is a dropped reading (``sensing.dropout_prob``).
+Stale readings end and start no transition of the other tests.
+
 Every test's threshold is calibrated on sim streams under the stated sensor
 noise so that all together raise at most ``false_alarm_rate`` alarms per
 control step. After an alarm, identification regresses the recent blocks'
@@ -55,6 +65,7 @@ import gymnasium as gym
 import numpy as np
 
 from sim2real.remedies import monitor_stats as stats
+from sim2real.remedies.envelope_stats import lower_bound, upper_bound
 from sim2real.remedies.monitor_model import ReferenceModel, resolve_task
 from sim2real.remedies.monitor_predict import Block, OneStep, StreamPredictor
 
@@ -73,6 +84,10 @@ PROFILE_CAP = 8.0  # the most one transition can count against a delay in the de
 LLR_DRIFT = 1.0  # subtracted from each step's delay log-likelihood ratio: short excursions on sim
 EXACT_MARGIN = 4.0  # a velocity within this many noise sigmas of its clip is not exact
 WINDOWS = (25, 250)  # matched-filter windows in control steps for one-step blocks
+STALE = "stale reading"  # the channel of readings that repeat while the model moves them
+STALE_SIGMAS = 3.0  # a repeated value is stale if the model moved it by this many noise sigmas
+STALE_TOL = 1e-6  # ... or, on a noiseless stream, by this much (obs units)
+DROPOUT = "sensing.dropout_prob"  # what stale readings after the first fresh one look like
 
 
 def windows_for(block: int) -> tuple[int, int]:
@@ -118,8 +133,8 @@ class MonitorState:
         step: control steps seen this episode.
         alarm: whether an alarm has been raised this episode (it stays raised).
         statistic: the largest test statistic over its threshold (an alarm at >= 1).
-        channel: the test that leads (``omnibus``, ``<field>@<window>`` or
-            ``timing.total_latency_s=<substeps>``).
+        channel: the test that leads (``omnibus``, ``<field>@<window>``,
+            ``timing.total_latency_s=<substeps>`` or ``stale reading``).
         alarm_step: the step of the alarm, or None.
         suspects: every field with its score, highest first (empty before an alarm).
         estimate: the leading suspect's size, or None.
@@ -283,6 +298,7 @@ class SkewMonitor:
         self.predictor = StreamPredictor(
             self.reference, self.block, self.delays, self._margin, self.max_delay,
             max_gap=MAX_GAP if self.delays else 1, spread=self._sigma_offsets(),
+            stale_margin=np.maximum(STALE_SIGMAS * self.noise_std, STALE_TOL),
         )  # fmt: skip
         if calibration is None:
             calibration = self._prepare(policy, int(prepare_steps), int(seed), progress)
@@ -340,6 +356,8 @@ class SkewMonitor:
         self._blocks: deque[tuple[Block, np.ndarray, np.ndarray, np.ndarray]] = deque(maxlen=kept)
         self._alarm_step: int | None = None
         self._last_identified: int | None = None
+        self._stale_start = 0  # whole readings repeating the episode's first one
+        self._dropped = self._checked = 0  # stale dimensions later on, and dimensions checked
         self.rearm()
         self.state = MonitorState(0, False, 0.0, "omnibus")
         return self.state
@@ -352,6 +370,7 @@ class SkewMonitor:
         self._var = np.zeros_like(self._num)
         self._mf_ratio, self._mf_channel = 0.0, "omnibus"
         self._delay_cusum = np.zeros(len(self.delays))
+        self._stale = 0  # stale readings since re-armed (an alarm at the first)
         self._alarm_step = None
         self._suspects: tuple[Suspect, ...] = ()
         self._estimate: Estimate | None = None
@@ -365,6 +384,9 @@ class SkewMonitor:
         obs = _checked(obs, self.obs_dim, "obs")
         action = _checked(action, self.act_dim, "action")
         one, block = self.predictor.step(obs, action)
+        if self.predictor.stale is not None:
+            self._note_stale(self.predictor.stale)
+        self._checked += self.predictor.checked
         statistic, channel = 0.0, "omnibus"
         if one is not None:
             if one.steps == 1:
@@ -380,6 +402,8 @@ class SkewMonitor:
             self._test_block(block)
         if self._mf_ratio > statistic:
             statistic, channel = self._mf_ratio, self._mf_channel
+        if self._stale > statistic:
+            statistic, channel = float(self._stale), STALE
         self._step += 1
         self._obs.append(obs)
         self._actions.append(action)
@@ -393,6 +417,15 @@ class SkewMonitor:
             self._suspects, self._estimate, one is not None,
         )  # fmt: skip
         return self.state
+
+    def _note_stale(self, dims: np.ndarray) -> None:
+        """Count a stale reading: part of the episode's opening run of repeats of its first
+        reading (an observation latency), or a dropped reading."""
+        self._stale += 1
+        if len(dims) == self.obs_dim and self._stale_start == self._step - 1:
+            self._stale_start += 1
+        elif self.predictor.checked:  # its dimensions were checked against a prediction
+            self._dropped += len(dims)
 
     def _due(self) -> bool:
         """Identify at the alarm, again whenever the evidence has doubled, then every
@@ -480,16 +513,32 @@ class SkewMonitor:
             for name in sorted(fits, key=lambda n: -scores[n])[:2]:
                 estimates[name], scores[name] = self._refine(name, fits[name], blocks, z, j)
         tested = [s for s in self._steps_tested if self._step - 1 - s < len(self._obs) - 1]
+        floor = min(self._stale_start * self.reference.frame_skip, self.max_delay)
         if tested and self.max_delay > 0:
-            scores[LATENCY], estimates[LATENCY] = self._delay_profile(tested)
+            scores[LATENCY], estimates[LATENCY] = self._delay_profile(tested, floor)
             if self._blocks and self.fields:  # score the best delay on the same blocks
                 scores[LATENCY] = self._explained_on_blocks(estimates[LATENCY].substeps)
+        if floor:  # the opening stale readings: only a latency explains them
+            scores[LATENCY] = 1.0
+            if LATENCY not in estimates:
+                dt = self.reference.substep_s
+                estimates[LATENCY] = Estimate(
+                    LATENCY, floor * dt, floor * dt, self.max_delay * dt, floor
+                )
+        if self._dropped:
+            scores[DROPOUT], estimates[DROPOUT] = 1.0, self._dropout_estimate()
         if not scores:
             return self._suspects, self._estimate
         ranked = sorted(scores.items(), key=lambda item: -item[1])
         self._suspects = tuple(Suspect(name, float(score)) for name, score in ranked)
         self._estimate = estimates[ranked[0][0]]
         return self._suspects, self._estimate
+
+    def _dropout_estimate(self) -> Estimate:
+        """The share of checked dimensions that were stale, with a 95 % Clopper-Pearson
+        interval (a dimension is checked where the prediction moved it past the margin)."""
+        k, n = self._dropped, max(self._checked, self._dropped)
+        return Estimate(DROPOUT, k / n, lower_bound(k, n, 0.975), upper_bound(k, n, 0.975))
 
     def _transition(self, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(obs before, command, obs after, earlier commands) of the transition tested at
@@ -500,8 +549,9 @@ class SkewMonitor:
         actions = list(self._actions)
         return self._obs[before], actions[before], self._obs[after], np.array(actions[:before])
 
-    def _delay_profile(self, steps: list[int]) -> tuple[float, Estimate]:
-        """Best total delay (substeps) on ``steps``: (explained share, estimate).
+    def _delay_profile(self, steps: list[int], floor: int = 0) -> tuple[float, Estimate]:
+        """Best total delay (substeps, at least ``floor``) on ``steps``: (explained share,
+        estimate).
 
         The profile is a bounded-influence log-likelihood: each transition adds, per delay,
         its excess negative log-likelihood over that transition's best delay, capped at
@@ -522,9 +572,9 @@ class SkewMonitor:
                 sq[delay] = float(np.dot(z, z))
             ssr += sq
             penalty[row] = np.minimum(0.5 * (sq - sq.min()), PROFILE_CAP)
-        best = int(np.argmin(penalty.sum(axis=0)))
-        low, high = stats.bootstrap_argmin_interval(penalty, seed=len(steps))
-        low, high = min(low, best), max(high, best)
+        best = floor + int(np.argmin(penalty[:, floor:].sum(axis=0)))
+        low, high = stats.bootstrap_argmin_interval(penalty[:, floor:], seed=len(steps))
+        low, high = min(low + floor, best), max(high + floor, best)
         dt = ref.substep_s
         explained = max(1.0 - ssr[best] / ssr[0], 0.0) if ssr[0] > 0 else 0.0
         estimate = Estimate(LATENCY, best * dt, low * dt, high * dt, best)

@@ -23,6 +23,12 @@ into the raw quantities the monitor's tests and its preparation share:
   builds the block's own residual covariance (the noise pushed through the
   dynamics from this very state, not an average over states).
 
+A reading that was not refreshed (a dimension repeating its previous value
+exactly while the model says it moved by more than ``stale_margin``: a stale
+packet, a dropped reading held, or an observation latency at an episode's start,
+which repeats the first reading) is reported in ``stale`` and neither ends nor
+starts a transition or a block: its values are not of the time it arrives.
+
 Preparation (on sim streams) and the online monitor run exactly this code.
 """
 
@@ -90,6 +96,8 @@ class StreamPredictor:
             (1: only transitions from an exact observation).
         spread: offsets ``(points, d)`` added to a block's anchor, each run as a copy of
             the nominal block (its sigma points); None or empty: none.
+        stale_margin: a repeated value is stale when the prediction moved it by more than
+            this (obs units, a number or one per dimension); None: never stale.
     """
 
     def __init__(
@@ -101,8 +109,10 @@ class StreamPredictor:
         max_delay: int | None = None,
         max_gap: int = 1,
         spread: np.ndarray | None = None,
+        stale_margin: float | np.ndarray | None = None,
     ) -> None:
         self.reference = reference
+        self.stale_margin = None if stale_margin is None else np.asarray(stale_margin, float)
         self.max_gap = max(int(max_gap), 1)
         self.block = int(block)
         self.delays = tuple(delays)
@@ -126,6 +136,10 @@ class StreamPredictor:
         self._block_commands: list[np.ndarray] = []
         # The last exact observation, the commands before it and the commands since.
         self._last_exact: tuple[np.ndarray, list[np.ndarray], list[np.ndarray]] | None = None
+        # The dimensions of the last observation that were not refreshed (None: all were),
+        # and how many of its dimensions the prediction moved past the stale margin.
+        self.stale: np.ndarray | None = None
+        self.checked = 0
 
     def step(self, obs: np.ndarray, action: np.ndarray) -> tuple[OneStep | None, Block | None]:
         """Take the next observation and the command sent on it."""
@@ -145,10 +159,13 @@ class StreamPredictor:
             one = OneStep(obs - nominal, delayed, bool(contact))
         elif prev is not None and self._last_exact is not None:
             one = self._from_last_exact(obs)
+        self.stale = self._stale_dims(obs, one)
         finished = None
-        if self._done is not None and self._done == self.block:
+        if self.stale is not None:  # no transition ends or starts at it; the block is dropped
+            one, self._done, self._last_exact = None, None, None
+        elif self._done is not None and self._done == self.block:
             finished = self._finish(obs)
-        exact = ref.exact(obs, self.margin)
+        exact = self.stale is None and ref.exact(obs, self.margin)
         if exact:
             self._last_exact = (obs, list(self._commands), [action])
         elif self._last_exact is not None:
@@ -166,6 +183,25 @@ class StreamPredictor:
             self._done += 1
         self._prev = (obs, action, exact)
         return one, finished
+
+    def _stale_dims(self, obs: np.ndarray, one: OneStep | None) -> np.ndarray | None:
+        """The dimensions that repeat the previous reading exactly although the prediction
+        moved them by more than the stale margin (every dimension when the whole reading
+        repeats), or None if there are none."""
+        if self.stale_margin is None or self._prev is None:
+            return None
+        repeated = obs == self._prev[0]
+        if one is None:  # no prediction: stale only while a stale run goes on
+            self.checked = 0
+            if self.stale is None or not repeated[self.stale].all():
+                return None
+            return self.stale
+        moved = np.abs(obs - one.residual - self._prev[0]) > self.stale_margin
+        self.checked = int(moved.sum())
+        stale = repeated & moved
+        if not stale.any():
+            return None
+        return np.arange(len(obs)) if repeated.all() else np.flatnonzero(stale)  # a copy: all
 
     def _from_last_exact(self, obs: np.ndarray) -> OneStep:
         """The transition to ``obs`` predicted open loop from the last exact observation."""
