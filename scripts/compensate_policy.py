@@ -103,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     args.dest.mkdir(parents=True, exist_ok=True)
     for name, path in files.items():
         shutil.copy2(path, args.dest / name)
+    # The uncompensated copy first: the model's error below is measured on what is copied.
+    (args.dest / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
     from sim2real.training.compensation import LatencyCompensation, StateFilter, measure_process_std
 
     state_filter = None

@@ -567,10 +567,12 @@ def test_compensate_policy_copies_the_checkpoint_it_is_given(tmp_path: Path, cap
     assert "has no checkpoint at that step (it has 50)" in capsys.readouterr().err
     assert not (tmp_path / "none").exists()
     dest = tmp_path / "copy"
-    assert module.main([str(run), str(dest), "--estimate", "--checkpoint", "50"]) == 0
+    argv = ["--estimate", "--checkpoint", "50", "--filter", "default", "--filter-episodes", "2"]
+    assert module.main([str(run), str(dest), *argv]) == 0
     for name in ("model.zip", "vecnormalize.pkl"):
         assert (dest / name).read_bytes() == (other / name).read_bytes()
-    assert json.loads((dest / "metadata.json").read_text())["checkpoint_steps"] == 50
+    meta = json.loads((dest / "metadata.json").read_text())
+    assert meta["checkpoint_steps"] == 50 and meta["latency_compensation"]["filter"]
 
 
 @pytest.mark.parametrize(
