@@ -86,8 +86,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {files}", file=sys.stderr)
         return 2
     meta = json.loads((args.source / "metadata.json").read_text())
-    if args.checkpoint is not None:
-        meta["checkpoint_steps"] = args.checkpoint  # an earlier stop of the training command
+    if args.checkpoint is not None:  # an earlier stop of the training command
+        meta["checkpoint_steps"] = meta["timesteps_done"] = args.checkpoint
+        meta.pop("train_episodes", None)  # the run's last episodes, not the checkpoint's
     try:
         strengths = _strengths(args.strengths) if args.strengths else ()
         if strengths and not args.estimate:

@@ -572,7 +572,8 @@ def test_compensate_policy_copies_the_checkpoint_it_is_given(tmp_path: Path, cap
     for name in ("model.zip", "vecnormalize.pkl"):
         assert (dest / name).read_bytes() == (other / name).read_bytes()
     meta = json.loads((dest / "metadata.json").read_text())
-    assert meta["checkpoint_steps"] == 50 and meta["latency_compensation"]["filter"]
+    assert meta["checkpoint_steps"] == meta["timesteps_done"] == 50
+    assert meta["latency_compensation"]["filter"] and "train_episodes" not in meta
 
 
 @pytest.mark.parametrize(
