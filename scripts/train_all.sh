@@ -41,7 +41,9 @@ robust() {  # robust TASK BEST_SIM_SEED SEED
 # same start, trained on configs/train/ppo_compensated_longhorizon.yaml (gamma 0.999) into
 # runs/<task>/robust_long, shipped in its place (session 8); "noisy": the same start, trained on
 # configs/robustify/<task_lower>_noisy.yaml (sensor noise 1-4x the default preset's) into
-# runs/<task>/robust_noisy3, compensated with the motor strength estimated too (session 11).
+# runs/<task>/robust_noisy3, compensated with the motor strength estimated too (session 11);
+# "third": the same start and config as "longhorizon" into runs/<task>/robust_long2, its 150k
+# checkpoint shipped (session 12, docs/robustify.md row 26).
 compensated() {  # compensated TASK BEST_SIM_SEED SEED TIMESTEPS [FILTER_NOISE]
   local task="$1" best="$2" seed="$3" steps="$4" noise="${5:-default}" lower="${1,,}"
   local out="runs/$1/robust/seed$3" resume=() start=() note="estimated online per episode"
@@ -59,6 +61,11 @@ compensated() {  # compensated TASK BEST_SIM_SEED SEED TIMESTEPS [FILTER_NOISE]
     out="runs/$1/robust_long/seed$3" start=(--init-from "policies/$task/robust/seed$seed")
     config=configs/train/ppo_compensated_longhorizon.yaml
     note="$note; training continued from the shipped policy with gamma 0.999"
+  elif [[ "$best" == third ]]; then
+    out="runs/$1/robust_long2/seed$3" start=(--init-from "policies/$task/robust/seed$seed")
+    config=configs/train/ppo_compensated_longhorizon.yaml extra=(--checkpoint 150000)
+    note="$note; training continued 200k steps from the shipped policy (gamma 0.999), its 150k"
+    note="$note checkpoint shipped (validated on episode seeds 300..329, docs/robustify.md row 26)"
   elif [[ "$best" == noisy ]]; then
     out="runs/$1/robust_noisy3/seed$3" start=(--init-from "policies/$task/robust/seed$seed")
     randomization="configs/robustify/${lower}_noisy.yaml" extra=(--strengths 0.5:1.2:0.05)
@@ -77,6 +84,8 @@ compensated_a() {
   for seed in 0 1 2; do compensated Hopper seed2 "$seed" 400000; done
   # Session 8: then 300k steps more with gamma 0.999 (docs/robustify.md, row 21).
   for seed in 0 1 2; do compensated Hopper longhorizon "$seed" 300000; done
+  # Session 12: then 200k steps more, the 150k checkpoint shipped (docs/robustify.md, row 26).
+  for seed in 0 1 2; do compensated Hopper third "$seed" 200000; done
 }
 compensated_b() { for seed in 0 1 2; do compensated Walker2d seed0 "$seed" 400000; done; }
 compensated_c() {
