@@ -175,16 +175,32 @@ class HistoryObservation(gym.Wrapper):
         self.observation_space = gym.spaces.Box(
             low.astype(np.float64), high.astype(np.float64), (size,), np.float64
         )
-        self._buffer = HistoryBuffer(self.history, self._obs_dim, self._act_dim)
+        # One env's :class:`HistoryBuffer` row, kept as the augmented vector itself and
+        # shifted in place (the same numbers; the batch buffer's general indexing costs
+        # about 100 us a step, a fifth of a PPO step on Hopper).
+        self._flat = np.zeros(size)
+        self._past_end = self._obs_dim * (1 + self.history.observations)
+        self._low, self._high = act_space.low, act_space.high
 
     def reset(self, **kwargs: Any):
         obs, info = self.env.reset(**kwargs)
-        return self._buffer.observe(obs[None], np.ones(1, dtype=bool))[0], info
+        flat, o, end = self._flat, self._obs_dim, self._past_end
+        flat[:o] = np.asarray(obs, dtype=np.float64).ravel()
+        if end > o:  # the past observations backfilled with the first one
+            flat[o:end] = np.tile(flat[:o], self.history.observations)
+        flat[end:] = 0.0  # nothing commanded yet
+        return flat.copy(), info
 
     def step(self, action):
-        command = np.clip(
-            np.asarray(action, dtype=np.float64), self.action_space.low, self.action_space.high
-        )
-        self._buffer.record(command[None])
+        flat, o, end, a = self._flat, self._obs_dim, self._past_end, self._act_dim
+        if self.history.commands:  # the command sent becomes the newest past one
+            flat[end + a :] = flat[end:-a]
+            flat[end : end + a] = np.clip(
+                np.asarray(action, dtype=np.float64).ravel(), self._low, self._high
+            )
         obs, reward, terminated, truncated, info = self.env.step(action)
-        return self._buffer.observe(obs[None])[0], reward, terminated, truncated, info
+        if end > o:  # the previous observation becomes the newest past one
+            flat[2 * o : end] = flat[o : end - o]
+            flat[o : 2 * o] = flat[:o]
+        flat[:o] = np.asarray(obs, dtype=np.float64).ravel()
+        return flat.copy(), reward, terminated, truncated, info
