@@ -44,6 +44,7 @@ robust() {  # robust TASK BEST_SIM_SEED SEED
 # runs/<task>/robust_noisy3, compensated with the motor strength estimated too (session 11);
 # "third": the same start and config as "longhorizon" into runs/<task>/robust_long2, its 150k
 # checkpoint shipped (session 12, docs/robustify.md row 26).
+# "continue2m": as "continue", into runs/<task>/robust2m (HalfCheetah, session 13: 2M in all).
 compensated() {  # compensated TASK BEST_SIM_SEED SEED TIMESTEPS [FILTER_NOISE]
   local task="$1" best="$2" seed="$3" steps="$4" noise="${5:-default}" lower="${1,,}"
   local out="runs/$1/robust/seed$3" resume=() start=() note="estimated online per episode"
@@ -57,6 +58,11 @@ compensated() {  # compensated TASK BEST_SIM_SEED SEED TIMESTEPS [FILTER_NOISE]
   if [[ "$best" == continue ]]; then
     out="runs/$1/robust1m/seed$3" start=(--init-from "policies/$task/robust/seed$seed")
     note="$note; training continued from the shipped policy"
+  elif [[ "$best" == continue2m ]]; then
+    config="configs/train/${lower}_ppo_compensated.yaml"
+    out="runs/$1/robust2m/seed$3" start=(--init-from "policies/$task/robust/seed$seed")
+    note="$note; training continued 1M steps from the shipped 1M policy of aa6b889 (2M in all;"
+    note="$note validated on episode seeds 300..329, docs/robustify.md row H9)"
   elif [[ "$best" == longhorizon ]]; then
     out="runs/$1/robust_long/seed$3" start=(--init-from "policies/$task/robust/seed$seed")
     config=configs/train/ppo_compensated_longhorizon.yaml
@@ -99,6 +105,8 @@ compensated_c() {
   # The shipped seeds then trained 500k steps more from those 500k policies (1M in all; session 7).
   for seed in 0 1 2; do compensated HalfCheetah scratch "$seed" 500000; done
   for seed in 0 1 2; do compensated HalfCheetah continue "$seed" 500000; done
+  # Session 13: then 1M steps more on the same config (2M in all; docs/robustify.md row H9).
+  for seed in 0 1 2; do compensated HalfCheetah continue2m "$seed" 1000000; done
 }
 
 robust_a() { for seed in 0 1 2; do robust Hopper seed2 "$seed"; done; }
