@@ -45,6 +45,8 @@ robust() {  # robust TASK BEST_SIM_SEED SEED
 # "third": the same start and config as "longhorizon" into runs/<task>/robust_long2, its 150k
 # checkpoint shipped (session 12, docs/robustify.md row 26).
 # "continue2m": as "continue", into runs/<task>/robust2m (HalfCheetah, session 13: 2M in all).
+# "gamma099": the same start, trained on configs/train/<task>_ppo_compensated_gamma099.yaml into
+# runs/<task>/robust_g99 (HalfCheetah, session 13: 2.5M in all).
 compensated() {  # compensated TASK BEST_SIM_SEED SEED TIMESTEPS [FILTER_NOISE]
   local task="$1" best="$2" seed="$3" steps="$4" noise="${5:-default}" lower="${1,,}"
   local out="runs/$1/robust/seed$3" resume=() start=() note="estimated online per episode"
@@ -58,6 +60,11 @@ compensated() {  # compensated TASK BEST_SIM_SEED SEED TIMESTEPS [FILTER_NOISE]
   if [[ "$best" == continue ]]; then
     out="runs/$1/robust1m/seed$3" start=(--init-from "policies/$task/robust/seed$seed")
     note="$note; training continued from the shipped policy"
+  elif [[ "$best" == gamma099 ]]; then
+    config="configs/train/${lower}_ppo_compensated_gamma099.yaml"
+    out="runs/$1/robust_g99/seed$3" start=(--init-from "policies/$task/robust/seed$seed")
+    note="$note; trained 500k steps with gamma 0.99 from the shipped 2M policy of 7a74863 (2.5M in"
+    note="$note all; validated on episode seeds 500..529, docs/robustify.md row H11)"
   elif [[ "$best" == continue2m ]]; then
     config="configs/train/${lower}_ppo_compensated.yaml"
     out="runs/$1/robust2m/seed$3" start=(--init-from "policies/$task/robust/seed$seed")
@@ -107,6 +114,8 @@ compensated_c() {
   for seed in 0 1 2; do compensated HalfCheetah continue "$seed" 500000; done
   # Session 13: then 1M steps more on the same config (2M in all; docs/robustify.md row H9).
   for seed in 0 1 2; do compensated HalfCheetah continue2m "$seed" 1000000; done
+  # Session 13: then 500k steps with gamma 0.99 (2.5M in all; docs/robustify.md row H11).
+  for seed in 0 1 2; do compensated HalfCheetah gamma099 "$seed" 500000; done
 }
 
 robust_a() { for seed in 0 1 2; do robust Hopper seed2 "$seed"; done; }
