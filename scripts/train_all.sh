@@ -52,7 +52,7 @@ compensated() {  # compensated TASK BEST_SIM_SEED SEED TIMESTEPS [FILTER_NOISE]
   local out="runs/$1/robust/seed$3" resume=() start=() note="estimated online per episode"
   local config=configs/train/ppo_compensated.yaml randomization="configs/robustify/$lower.yaml"
   local extra=()
-  if [[ "$best" == scratch || "$best" == continue ]]; then
+  if [[ "$best" == scratch || "$best" == continue || "$best" == continue2m ]]; then
     config="configs/train/${lower}_ppo_compensated.yaml"
   else
     start=(--init-from "policies/$task/sim/$best")
@@ -66,7 +66,6 @@ compensated() {  # compensated TASK BEST_SIM_SEED SEED TIMESTEPS [FILTER_NOISE]
     note="$note; trained 500k steps with gamma 0.99 from the shipped 2M policy of 7a74863 (2.5M in"
     note="$note all; validated on episode seeds 500..529, docs/robustify.md row H11)"
   elif [[ "$best" == continue2m ]]; then
-    config="configs/train/${lower}_ppo_compensated.yaml"
     out="runs/$1/robust2m/seed$3" start=(--init-from "policies/$task/robust/seed$seed")
     note="$note; training continued 1M steps from the shipped 1M policy of aa6b889 (2M in all;"
     note="$note validated on episode seeds 300..329, docs/robustify.md row H9)"

@@ -128,29 +128,15 @@ def _jacobian(f, x0: np.ndarray, eps: float = 1e-6) -> np.ndarray:
     return np.stack(columns, axis=1)
 
 
-def _process_covariance(predictor, policy: Path, randomization: dict, episodes: int = 20,
-                        max_steps: int = 300) -> np.ndarray:  # fmt: skip
+def _process_covariance(predictor, policy: Path, randomization: dict) -> np.ndarray:
     """The nominal model's one-step state error under the randomized dynamics and actuation."""
-    import sim2real
-    from sim2real.evaluation.policy import resolve_policies
+    from sim2real.training.compensation import policy_transitions
 
-    spec = {key: randomization[key] for key in ("dynamics", "actuation") if key in randomization}
-    env = sim2real.make(TASK, randomization=spec)
-    act = resolve_policies(str(policy))[0].build()
-    errors = []
-    for episode in range(episodes):
-        obs, _ = env.reset(seed=episode)
-        for step in range(max_steps):
-            action = np.asarray(act(obs[None], episode_start=np.array([step == 0])))[0]
-            after, _, terminated, truncated, _ = env.step(action)
-            if predictor._invert.exact(obs) and predictor._invert.exact(after):
-                guess = _step(predictor, _state_of(predictor, obs), action.astype(float))
-                errors.append(_state_of(predictor, after) - guess)
-            obs = after
-            if terminated or truncated:
-                break
-    env.close()
-    errors = np.asarray(errors)
+    errors = np.asarray([
+        _state_of(predictor, after) - _step(predictor, _state_of(predictor, obs), sent[-1])
+        for obs, sent, after in policy_transitions(TASK, str(policy), randomization)
+        if predictor._invert.exact(after)
+    ])  # fmt: skip
     return errors.T @ errors / len(errors)
 
 

@@ -36,7 +36,7 @@ batch of sub-envs, one row each, and the evaluator applies it before the policy.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -534,6 +534,45 @@ class LatencyPredictor:
         return self._env._get_obs()
 
 
+def policy_transitions(
+    task: str,
+    policy: Any,
+    randomization: Mapping[str, Any],
+    episodes: int = 20,
+    seed: int = 0,
+    max_steps: int = 300,
+) -> Iterator[tuple[np.ndarray, list[np.ndarray], np.ndarray]]:
+    """``(obs, sent, after)`` for each step of ``episodes`` driven by ``policy`` on ``task``
+    under ``randomization``'s dynamics and actuation (its sensing and timing dropped: the
+    readings are the true states), where ``sent`` holds the episode's commands so far (the
+    same list, grown after each yield) and ``obs`` determines the state
+    (:meth:`StateFromObs.exact`)."""
+    import sim2real
+    from sim2real.evaluation.policy import resolve_policies
+    from sim2real.remedies.state import state_from_obs
+
+    spec = {key: randomization[key] for key in ("dynamics", "actuation") if key in randomization}
+    env = sim2real.make(task, randomization=spec)
+    model = env.unwrapped.model
+    invert = state_from_obs(task, model.nq, model.nv)
+    act = resolve_policies(policy)[0].build()
+    try:
+        for episode in range(episodes):
+            obs, _ = env.reset(seed=seed + episode)
+            sent: list[np.ndarray] = []
+            for step in range(max_steps):
+                action = np.asarray(act(obs[None], episode_start=np.array([step == 0])))[0]
+                sent.append(np.asarray(action, dtype=np.float64))
+                after, _, terminated, truncated, _ = env.step(action)
+                if invert.exact(obs):
+                    yield np.asarray(obs, float), sent, np.asarray(after, float)
+                obs = after
+                if terminated or truncated:
+                    break
+    finally:
+        env.close()
+
+
 def measure_process_std(
     task: str,
     policy: Any,
@@ -544,33 +583,16 @@ def measure_process_std(
 ) -> np.ndarray:
     """The nominal model's one-step prediction error per observation dimension, RMS over
     ``episodes`` driven by ``policy`` on ``task`` under ``randomization``'s dynamics and
-    actuation (its sensing and timing dropped: the readings are the true states).
+    actuation (:func:`policy_transitions`).
 
     This is a :class:`StateFilter`'s ``process_std``: how far a step of the robot departs
     from a step of the model, over the robots the policy was trained for.
     """
-    import sim2real
-    from sim2real.evaluation.policy import resolve_policies
-
-    spec = {key: randomization[key] for key in ("dynamics", "actuation") if key in randomization}
-    env = sim2real.make(task, randomization=spec)
-    act = resolve_policies(policy)[0].build()
     model = LatencyPredictor(task, LatencyCompensation())
     fs, squares, count = model._frame_skip, 0.0, 0
-    for episode in range(episodes):
-        obs, _ = env.reset(seed=seed + episode)
-        sent: list[np.ndarray] = []
-        for step in range(max_steps):
-            action = np.asarray(act(obs[None], episode_start=np.array([step == 0])))[0]
-            sent.append(np.asarray(action, dtype=np.float64))
-            after, _, terminated, truncated, _ = env.step(action)
-            if model._invert.exact(obs):
-                begin, end = model._reading_interval(len(sent) * fs, 0)
-                guess = model._roll(np.asarray(obs, float), begin, end, sent, 0)
-                squares = squares + (np.asarray(after, float) - guess) ** 2
-                count += 1
-            obs = after
-            if terminated or truncated:
-                break
-    env.close()
+    for obs, sent, after in policy_transitions(task, policy, randomization, episodes, seed,
+                                               max_steps):  # fmt: skip
+        begin, end = model._reading_interval(len(sent) * fs, 0)
+        squares = squares + (after - model._roll(obs, begin, end, sent, 0)) ** 2
+        count += 1
     return np.sqrt(squares / max(count, 1))
