@@ -651,3 +651,27 @@ def test_preset_parts_builds_each_part_from_the_preset_and_refuses_unknown_ones(
         assert module.main([str(policy), "--task", "InvertedDoublePendulum", "--parts", part]) == 2
         error = capsys.readouterr().err
         assert error.count("\n") == 1 and ("is not in the preset" in error or "no section" in error)
+
+
+def test_process_std_is_zero_on_the_nominal_robot_and_grows_with_its_skew() -> None:
+    """Known truth for the filter's model error (:func:`measure_process_std`): with no
+    randomization the robot is the model, so every one-step prediction is exact (to
+    rounding); on a robot 1.3x as heavy the velocities it predicts are off, and more so
+    than on one 1.1x as heavy."""
+    import numpy as np
+
+    from sim2real.training.compensation import measure_process_std, policy_transitions
+
+    policy = str(data_dir("policies") / "Hopper" / "sim" / "seed0")
+    nominal = measure_process_std("Hopper", policy, {}, episodes=1, max_steps=40)
+    assert nominal.shape == (11,) and nominal.max() < 1e-12
+
+    def heavier(scale: float) -> np.ndarray:
+        fixed = {"dynamics": {"mass_scale": {"dist": "uniform", "low": scale, "high": scale}}}
+        return measure_process_std("Hopper", policy, fixed, episodes=1, max_steps=40)
+
+    light, heavy = heavier(1.1), heavier(1.3)
+    assert light[5:].max() > 1e-4 and np.all(heavy[5:] > light[5:])
+    # ``sent`` is the episode's command list as of each transition (one more per step).
+    counts = [len(sent) for _, sent, _ in policy_transitions("Hopper", policy, {}, 1, 0, 40)]
+    assert counts == list(range(1, 41))
