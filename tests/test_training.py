@@ -124,6 +124,13 @@ def test_training_with_randomization_records_the_spec(tmp_path: Path) -> None:
     assert meta["randomization"] == spec
 
 
+def test_training_with_the_default_progress_bar_runs(tmp_path: Path) -> None:
+    """``progress=True`` (the command line's default) needs SB3's progress-bar extras, tqdm
+    and rich: a fresh install must carry both, or training fails after building its envs."""
+    train("InvertedPendulum", timesteps=2048, out=tmp_path, progress=True)
+    assert (tmp_path / "model.zip").is_file()
+
+
 def test_register_cli_adds_train_with_a_handler() -> None:
     parser = argparse.ArgumentParser()
     register_cli(parser.add_subparsers(dest="command"))
