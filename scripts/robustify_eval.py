@@ -3,8 +3,9 @@
 
 Each policy runs one episode per seed on each variant with common seeds
 (:func:`sim2real.evaluate_gap`, no attribution); prints a Markdown table of mean
-returns and writes the rows as JSON lines to ``--out`` (appended), for the ablation
-table of docs/robustify.md.
+returns at the end and writes each row as a JSON line to ``--out`` (appended) as soon
+as it is measured, for the ablation table of docs/robustify.md. The policy folders and
+the output file are checked before any episode runs.
 
     python scripts/robustify_eval.py --task Hopper --seeds 100-129 runs/exp/hopper_warm_dr
 """
@@ -74,10 +75,27 @@ def main(argv: list[str] | None = None) -> int:
 
     seeds = list(parse_seeds(args.seeds))
     for policy in args.policies:
+        if not (policy / "metadata.json").is_file():
+            print(f"error: policy {policy}: no metadata.json (a trained policy folder is needed)",
+                  file=sys.stderr)  # fmt: skip
+            return 2
+    try:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.open("a").close()
+    except OSError as error:
+        print(f"error: --out {args.out}: cannot append to it ({error.strerror})", file=sys.stderr)
+        return 2
+    rows = []
+    for policy in args.policies:
         row = evaluate(args.task, policy, seeds)
+        print(json.dumps(row), flush=True)
         with args.out.open("a") as file:
             file.write(json.dumps(row) + "\n")
-        print(json.dumps(row))
+        rows.append(row)
+    print("| policy | sim | default | harsh |\n|---|---|---|---|")
+    for row in rows:
+        cells = " | ".join(f"{row.get(v, float('nan')):,.0f}" for v in ("sim", "default", "harsh"))
+        print(f"| {row['policy']} | {cells} |")
     return 0
 
 

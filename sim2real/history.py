@@ -178,9 +178,19 @@ class HistoryObservation(gym.Wrapper):
         # One env's :class:`HistoryBuffer` row, kept as the augmented vector itself and
         # shifted in place (the same numbers; the batch buffer's general indexing costs
         # about 100 us a step, a fifth of a PPO step on Hopper).
-        self._flat = np.zeros(size)
-        self._past_end = self._obs_dim * (1 + self.history.observations)
-        self._low, self._high = act_space.low, act_space.high
+        flat = self._flat = np.zeros(size)
+        o, end, a = self._obs_dim, self._obs_dim * (1 + self.history.observations), self._act_dim
+        self._past_end = end
+        self._low = np.asarray(act_space.low, dtype=np.float64).ravel()
+        self._high = np.asarray(act_space.high, dtype=np.float64).ravel()
+        # Views into the row, made once (slicing at every step costs more than the copies):
+        # the current observation; the past observations and the slots they shift into; the
+        # newest command and the older commands with the slots they shift into.
+        self._current = flat[:o]
+        self._past_dst, self._past_src = flat[2 * o : end], flat[o : end - o]
+        self._newest_past = flat[o : 2 * o]
+        self._newest_cmd = flat[end : end + a]
+        self._older_dst, self._older_src = flat[end + a :], flat[end : len(flat) - a]
 
     def reset(self, **kwargs: Any):
         obs, info = self.env.reset(**kwargs)
@@ -192,15 +202,14 @@ class HistoryObservation(gym.Wrapper):
         return flat.copy(), info
 
     def step(self, action):
-        flat, o, end, a = self._flat, self._obs_dim, self._past_end, self._act_dim
-        if self.history.commands:  # the command sent becomes the newest past one
-            flat[end + a :] = flat[end:-a]
-            flat[end : end + a] = np.clip(
-                np.asarray(action, dtype=np.float64).ravel(), self._low, self._high
-            )
+        if self.history.commands:  # the command sent becomes the newest past one, clipped
+            self._older_dst[...] = self._older_src  # numpy buffers the overlapping copy
+            newest = self._newest_cmd
+            np.maximum(np.reshape(action, -1), self._low, out=newest)
+            np.minimum(newest, self._high, out=newest)
         obs, reward, terminated, truncated, info = self.env.step(action)
-        if end > o:  # the previous observation becomes the newest past one
-            flat[2 * o : end] = flat[o : end - o]
-            flat[o : 2 * o] = flat[:o]
-        flat[:o] = np.asarray(obs, dtype=np.float64).ravel()
-        return flat.copy(), reward, terminated, truncated, info
+        if self.history.observations:  # the previous observation becomes the newest past one
+            self._past_dst[...] = self._past_src
+            self._newest_past[...] = self._current
+        self._current[...] = np.reshape(obs, -1)
+        return self._flat.copy(), reward, terminated, truncated, info

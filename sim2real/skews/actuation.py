@@ -82,6 +82,7 @@ class Deadband:
     def __init__(self, fraction: float | np.ndarray, centre: np.ndarray, span: np.ndarray) -> None:
         self.centre = centre
         self.threshold = fraction * span
+        self._centred = not np.any(centre)  # a range symmetric about 0: no subtraction needed
 
     @classmethod
     def build(cls, value: Any, ctx: Context) -> Deadband | None:
@@ -96,4 +97,6 @@ class Deadband:
         return True
 
     def __call__(self, command: np.ndarray) -> np.ndarray:
+        if self._centred:  # the same numbers as below, one array operation fewer
+            return np.where(np.abs(command) < self.threshold, self.centre, command)
         return np.where(np.abs(command - self.centre) < self.threshold, self.centre, command)

@@ -11,6 +11,8 @@ critic's slot, which no actor computation reads.
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -49,11 +51,19 @@ def point_vector(values: Mapping[str, Any], fields: Sequence[str]) -> np.ndarray
     out = np.empty(len(fields))
     for i, name in enumerate(fields):
         value = values.get(name)
-        try:
-            number = float(np.mean(np.asarray(value, dtype=float)))
-        except (TypeError, ValueError):
-            number = float("nan")
-        out[i] = number if np.isfinite(number) else nominal_of(name)
+        if type(value) is float:  # the common cases first (this runs at every reset)
+            number = value
+        elif type(value) is list and value:  # np.mean's numbers: its sum over its count
+            try:
+                number = float(np.add.reduce(np.array(value, dtype=float))) / len(value)
+            except (TypeError, ValueError):
+                number = math.nan
+        else:
+            try:
+                number = float(np.mean(np.asarray(value, dtype=float)))
+            except (TypeError, ValueError):
+                number = math.nan
+        out[i] = number if math.isfinite(number) else nominal_of(name)
     return out
 
 
