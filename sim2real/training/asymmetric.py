@@ -12,7 +12,6 @@ critic's slot, which no actor computation reads.
 from __future__ import annotations
 
 import math
-
 from collections.abc import Mapping, Sequence
 from typing import Any
 
