@@ -261,6 +261,9 @@ class SkewedEnv(gym.Wrapper):
                 f"{type(self._base).__name__} has no _get_obs: pass obs_fn= to read its true "
                 "observation"
             )
+        fast = self._fast_reader()  # the same bits as _get_obs, into a buffer it reuses
+        if fast is not None:
+            return fast().copy()
         own = self._obs_fn if not self._own_obs else type(self._base)._get_obs.__get__(self._base)
         return np.asarray(own())
 
