@@ -3,7 +3,7 @@
 
 Times :func:`sim2real.training.train` (environment steps per second of wall time,
 ``torch.set_num_threads(1)``) for the shipped PPO settings on the sim variant, then
-with domain randomization + a 4-command history + the asymmetric critic, with ADR
+with domain randomization + a 4-command history, the same + the asymmetric critic, with ADR
 in place of the randomization, and with the shipped ``robust`` recipe (the robustify
 randomization + the asymmetric critic); prints the ratios to the plain run. Each case runs
 once untimed first (warm-up), then interleaved repeats, median reported. A benchmark, not a
@@ -40,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     configs = data_dir("configs")
     cases = {
         "plain": {},
+        "randomization+history": {  # issue 10's case: randomization and history on
+            "randomization": configs / "randomization" / f"{lower}.yaml",
+            "history": 4,
+        },
         "randomization+history+asymmetric": {
             "randomization": configs / "randomization" / f"{lower}.yaml",
             "history": 4,
