@@ -50,16 +50,14 @@ def point_vector(values: Mapping[str, Any], fields: Sequence[str]) -> np.ndarray
     out = np.empty(len(fields))
     for i, name in enumerate(fields):
         value = values.get(name)
-        if type(value) is float:  # the common cases first (this runs at every reset)
+        if type(value) is float:  # the common case first (this runs at every reset)
             number = value
-        elif type(value) is list and value:  # np.mean's numbers: its sum over its count
+        else:  # np.mean's numbers (its sum over its count), without its wrapper's cost
             try:
-                number = float(np.add.reduce(np.array(value, dtype=float))) / len(value)
-            except (TypeError, ValueError):
-                number = math.nan
-        else:
-            try:
-                number = float(np.mean(np.asarray(value, dtype=float)))
+                array = np.asarray(value, dtype=float)
+                number = (
+                    float(np.add.reduce(array, axis=None)) / array.size if array.size else math.nan
+                )
             except (TypeError, ValueError):
                 number = math.nan
         out[i] = number if math.isfinite(number) else nominal_of(name)
