@@ -431,3 +431,31 @@ def test_numpy_arrays_are_accepted_wherever_lists_are() -> None:
 
 def test_a_spec_error_is_a_value_error() -> None:
     assert issubclass(SkewSpecError, ValueError)
+
+
+ROBUSTIFY_EVAL = Path(__file__).resolve().parents[1] / "scripts" / "robustify_eval.py"
+
+
+@pytest.mark.parametrize(
+    ("policy", "out", "named"),
+    [
+        ("no/such/policy", "evals.jsonl", "no/such/policy"),  # missing policy folder
+        (str(POLICY), "/proc/sim2real-out/evals.jsonl", "--out"),  # unusable output folder
+    ],
+    ids=["missing-policy", "unusable-out"],
+)
+def test_robustify_eval_refuses_bad_input_before_any_episode(
+    policy: str, out: str, named: str, tmp_path: Path
+) -> None:
+    target = Path(out) if out.startswith("/") else tmp_path / out
+    result = subprocess.run(
+        [sys.executable, str(ROBUSTIFY_EVAL), "--task", "InvertedPendulum", "--seeds", "0-1",
+         "--out", str(target), policy],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and named in result.stderr
+    assert result.stdout == ""  # no episode ran
+    if not out.startswith("/"):
+        assert not target.exists()

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import gymnasium as gym
+import numpy as np
 import pytest
 import yaml
 
@@ -129,6 +130,25 @@ def test_training_with_the_default_progress_bar_runs(tmp_path: Path) -> None:
     and rich: a fresh install must carry both, or training fails after building its envs."""
     train("InvertedPendulum", timesteps=2048, out=tmp_path, progress=True)
     assert (tmp_path / "model.zip").is_file()
+
+
+def test_point_vector_is_each_fields_mean_and_nominal_where_not_a_number() -> None:
+    """The critic's episode point: np.mean of each field's value (bit for bit), the field's
+    nominal value where the value is absent, not a number or not finite."""
+    from sim2real.training.asymmetric import point_vector
+
+    values = {
+        "dynamics.friction_scale": 0.7,
+        "dynamics.mass_scale": [1.1, 0.93, 1.27, 1.05],
+        "dynamics.damping_scale": [[0.5, 1.5], [2.0, 0.75]],
+        "actuation.noise_std": {"dist": "uniform", "low": 0.0, "high": 0.1},  # per step
+        "sensing.noise_std": [0.01, float("nan")],
+    }
+    fields = [*values, "dynamics.actuator_strength"]  # the last one absent
+    got = point_vector(values, fields)
+    expected = [0.7, np.mean(values["dynamics.mass_scale"]), np.mean([0.5, 1.5, 2.0, 0.75]),
+                0.0, 0.0, 1.0]  # fmt: skip
+    assert got.tolist() == [float(x) for x in expected]
 
 
 def test_register_cli_adds_train_with_a_handler() -> None:
